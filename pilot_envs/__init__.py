@@ -1,0 +1,13 @@
+"""pilot-envs: Gymnasium text environments with plan/subgoal structure and dense progress rewards.
+
+Importing the package registers every env id with Gymnasium and does nothing else.
+"""
+
+from __future__ import annotations
+
+from pilot_envs.registration import ENVS, env_ids, register_envs
+
+__version__ = "0.1.0"
+__all__ = ["ENVS", "env_ids", "register_envs", "__version__"]
+
+register_envs()

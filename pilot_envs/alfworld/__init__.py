@@ -1,0 +1,1 @@
+"""The native ALFWorld-compatible household engine (pure Python)."""

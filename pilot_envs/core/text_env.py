@@ -1,0 +1,201 @@
+"""``TextTaskEnv``: the Gymnasium env every text task in this package is (DESIGN.md's contract).
+
+It glues a :class:`~pilot_envs.core.backend.Backend` (the world) to the protocol parser, plan modes,
+reward modes, and the observation/info contract. Subclasses only pick a backend and write a docstring.
+"""
+
+from __future__ import annotations
+
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+
+from pilot_envs.core import spaces
+from pilot_envs.core.backend import Backend, Outcome, TaskMeta
+from pilot_envs.core.protocol import ParsedAction, parse_action
+from pilot_envs.core.rewards import RewardConfig, reward
+from pilot_envs.core.task import flags_from_stage, plan_score, plan_step
+
+__all__ = ["TextTaskEnv", "PLAN_MODES", "NOTHING_HAPPENS", "OK"]
+
+PLAN_MODES = ("none", "oracle", "agent")
+NOTHING_HAPPENS = "Nothing happens."
+OK = "OK."
+
+
+class TextTaskEnv(gym.Env[dict[str, Any], str]):
+    """A text task behind the common contract. See :mod:`pilot_envs.alfworld.env` for a full card."""
+
+    metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        plan_mode: str = "none",
+        reward_mode: str = "sparse",
+        success_reward: float = 1.0,
+        invalid_action_penalty: float = 0.0,
+        gamma: float = 1.0,
+        milestone_bonus: float | None = None,
+        render_mode: str | None = None,
+    ):
+        if plan_mode not in PLAN_MODES:
+            raise ValueError(f"plan_mode must be one of {PLAN_MODES}, got {plan_mode!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None")
+        self.backend = backend
+        self.plan_mode = plan_mode
+        self.render_mode = render_mode
+        self.reward_config = RewardConfig(
+            mode=reward_mode,
+            success_reward=float(success_reward),
+            invalid_action_penalty=float(invalid_action_penalty),
+            gamma=float(gamma),
+            milestone_bonus=milestone_bonus,
+        )
+        self.observation_space = spaces.observation_space(
+            num_subgoals=backend.max_subgoals, max_commands=backend.max_commands
+        )
+        self.action_space = spaces.action_space()
+        self._meta: TaskMeta | None = None
+        self._declared_plan: tuple[str, ...] = ()
+        self._stage = 0
+        self._best_stage = 0
+        self._text = ""
+        self._last_command = ""
+        self._last_valid = True
+        self._format_ok = True
+
+    # ------------------------------------------------------------------ gymnasium API
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        super().reset(seed=seed)
+        if options is not None and not isinstance(options, dict):
+            raise TypeError(f"options must be a dict or None, got {type(options).__name__}")
+        self._meta = self.backend.load(self.np_random, dict(options or {}))
+        self._declared_plan = ()
+        self._stage = self._best_stage = self.backend.stage()
+        self._text = self._meta.initial_text
+        self._last_command, self._last_valid, self._format_ok = "", True, True
+        return self._observation(), self._info(won=False, lost=False)
+
+    def step(self, action: str) -> tuple[dict[str, Any], SupportsFloat, bool, bool, dict[str, Any]]:
+        if self._meta is None:
+            raise gym.error.ResetNeeded("Call reset() before step().")
+        parsed = parse_action(self._coerce(action))
+        self._format_ok = parsed.format_ok
+        if parsed.plan:
+            self._declared_plan = parsed.plan[:64]
+        outcome = self._execute(parsed)
+        self._text = spaces.sanitize(outcome.text)
+        self._last_valid = outcome.valid
+        before = self._stage
+        self._stage = self.backend.stage()
+        new = max(0, self._stage - self._best_stage)
+        self._best_stage = max(self._best_stage, self._stage)
+        k = len(self._meta.subgoals)
+        r = reward(
+            self.reward_config,
+            won=outcome.won,
+            progress_before=before / k if k else 0.0,
+            progress_after=self._stage / k if k else float(outcome.won),
+            new_milestones=new,
+            num_subgoals=k,
+            action_valid=outcome.valid,
+        )
+        terminated = bool(outcome.won or outcome.lost)
+        obs, info = self._observation(), self._info(won=outcome.won, lost=outcome.lost)
+        if self.render_mode == "human":
+            print(self.render())
+        return obs, r, terminated, False, info
+
+    def render(self) -> str | None:
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'human'.")
+            return None
+        head = f"> {self._last_command}\n" if self._last_command else ""
+        return f"{head}{self._text}\n[progress {self._progress():.2f}]"
+
+    def close(self) -> None:
+        self.backend.close()
+        super().close()
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _coerce(action: Any) -> str:
+        if isinstance(action, str):
+            return action
+        if isinstance(action, bytes):
+            return action.decode("utf-8", errors="replace")
+        if isinstance(action, np.ndarray) and action.dtype.kind in "US" and action.size == 1:
+            return str(action.item())
+        raise TypeError(
+            f"actions are text: pass a str (a command or an LLM response), got {type(action).__name__}. "
+            "For integer actions over admissible commands use pilot_envs.wrappers.DiscreteCommands."
+        )
+
+    def _execute(self, parsed: ParsedAction) -> Outcome:
+        if parsed.kind in ("think", "plan"):
+            self._last_command = ""
+            return Outcome(OK, valid=True)
+        if parsed.kind != "command" or parsed.command is None:
+            self._last_command = ""
+            return Outcome(NOTHING_HAPPENS, valid=False)
+        self._last_command = parsed.command
+        if parsed.command == "help":
+            text = self.backend.help_text()
+            if text is not None:
+                return Outcome(text, valid=True)
+        return self.backend.execute(parsed.command)
+
+    def _progress(self) -> float:
+        k = len(self._meta.subgoals) if self._meta else 0
+        return self._stage / k if k else 0.0
+
+    def _plan_in_effect(self) -> tuple[str, ...]:
+        if self.plan_mode == "oracle":
+            return self._meta.oracle_plan
+        if self.plan_mode == "agent":
+            return self._declared_plan
+        return ()
+
+    def _observation(self) -> dict[str, Any]:
+        meta = self._meta
+        flags = np.zeros(self.backend.max_subgoals, dtype=np.int8)
+        flags[: self._stage] = 1
+        admissible = self.backend.admissible_commands()[: self.backend.max_commands]
+        return {
+            "text": self._text,
+            "task": meta.task,
+            "plan": self._plan_in_effect(),
+            "subgoals_done": flags,
+            "progress": np.array([self._progress()], dtype=np.float32),
+            "admissible_commands": admissible,
+        }
+
+    def _info(self, *, won: bool, lost: bool) -> dict[str, Any]:
+        meta = self._meta
+        done = flags_from_stage(self._stage, len(meta.subgoals))
+        plan = self._plan_in_effect()
+        expert = self.backend.expert_plan()
+        return {
+            "won": bool(won),
+            "lost": bool(lost),
+            "progress": self._progress(),
+            "subgoals": tuple(g.text for g in meta.subgoals),
+            "subgoals_done": done,
+            "expert_action": expert[0] if expert else None,
+            "expert_plan": expert,
+            "action_valid": self._last_valid,
+            "format_ok": self._format_ok,
+            "command": self._last_command,
+            "plan_score": plan_score(self._declared_plan, meta.subgoals) if self._declared_plan else 0.0,
+            "plan_step": plan_step(plan, meta.subgoals, done) if plan else 0,
+            "state_hash": self.backend.state_hash(),
+            "task_type": meta.task_type,
+            "task_id": meta.task_id,
+            "split": meta.split,
+        }
