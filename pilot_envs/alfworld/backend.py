@@ -82,6 +82,7 @@ class HouseholdBackend(Backend):
         self.scene = scene
         self.world = World(scene, legacy=self.legacy)
         goals = milestones.subgoals(scene.task)
+        self._num_goals = len(goals)
         return TaskMeta(
             initial_text=self.world.intro(),
             task=scene.task.goal,
@@ -97,7 +98,7 @@ class HouseholdBackend(Backend):
         text = self.world.execute(command)
         if text is None:
             return Outcome(NOTHING, valid=False)
-        return Outcome(text, valid=True, won=milestones.won(self.world, self.scene.task))
+        return Outcome(text, valid=True, won=self.stage() == self._num_goals)
 
     def admissible_commands(self) -> tuple[str, ...]:
         return self.world.admissible_commands()

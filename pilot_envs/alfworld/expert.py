@@ -24,7 +24,7 @@ class _Planner:
         self.holding = world.holding
         self.moved: dict[str, str] = {}  # objects placed by the plan so far -> receptacle
         self.cmds: list[str] = []
-        self.order = {r: i for i, r in enumerate(world.receptacles)}
+        self.order = world.order
 
     def loc(self, obj: str) -> str | None:
         return self.moved.get(obj, self.w.location[obj])
@@ -69,7 +69,7 @@ class _Planner:
         return obj
 
     def target_recs(self, cls: str) -> list[str]:
-        return [r for r in self.w.receptacles if self.w.rec_cls[r] == cls]
+        return list(self.w.recs_by_class.get(cls, ()))
 
 
 def expert_plan(world: World, task: TaskSpec) -> tuple[str, ...]:
@@ -81,11 +81,11 @@ def _plan(world: World, task: TaskSpec) -> tuple[str, ...]:
     if won(world, task):
         return ()
     p = _Planner(world, task)
-    targets = [o for o, c in world.obj_cls.items() if c == task.obj_cls]
+    targets = list(world.by_class.get(task.obj_cls, ()))
     tt = task.task_type
     if tt == "look_at_obj_in_light":
         p.fetch(targets)
-        lamps = [o for o, c in world.obj_cls.items() if c == task.lamp_cls]
+        lamps = world.by_class.get(task.lamp_cls, ())
         lamp = min(lamps, key=lambda o: p.cost(world.location[o])[0:1] + (p.order[world.location[o]],))
         p.go(world.location[lamp], need_open=False)
         p.cmds.append(f"use {lamp}")

@@ -25,6 +25,7 @@ from pilot_envs.alfworld.scene import Scene
 
 __all__ = ["World"]
 
+_MISSING = object()
 _KNIVES = frozenset({"Knife", "ButterKnife"})
 _APPLIANCE = {"heat": "Microwave", "cool": "Fridge", "clean": "SinkBasin"}
 
@@ -46,6 +47,13 @@ class World:
             self.contents[o.location].append(o.name)
             self.location[o.name] = o.location
         self.loc_number: dict[str, int] = {r: i + 1 for i, r in enumerate(self.receptacles)}
+        self.order: dict[str, int] = {r: i for i, r in enumerate(self.receptacles)}
+        self.by_class: dict[str, tuple[str, ...]] = {}
+        for o, c in self.obj_cls.items():
+            self.by_class[c] = (*self.by_class.get(c, ()), o)
+        self.recs_by_class: dict[str, tuple[str, ...]] = {}
+        for r, c in self.rec_cls.items():
+            self.recs_by_class[c] = (*self.recs_by_class.get(c, ()), r)
         self.agent: str | None = None
         self.holding: str | None = None
         self.clean: set[str] = set()
@@ -53,8 +61,11 @@ class World:
         self.cool: set[str] = set()
         self.sliced: set[str] = set()
         self.toggled: set[str] = set()
-        self.version = 0  # bumped on every change; caches key on it
-        self._cache: dict[str, tuple[int, object]] = {}
+        # ``version`` is bumped on every change except the agent's position; (agent, version) identifies a
+        # state within an episode, so derived values (admissible commands, expert plan, stage, hash) are
+        # memoised on it and a walk between receptacles costs dictionary look-ups.
+        self.version = 0
+        self._memo: dict[tuple, object] = {}
         self._verbs: dict[str, Callable[[str], str | None]] = {
             "go": self._go,
             "open": self._open,
@@ -76,31 +87,28 @@ class World:
     def visible(self, rec: str) -> bool:
         return rec not in self.openable or rec in self.opened
 
-    def cached(self, key: str, fn: Callable[[], object]) -> object:
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] == self.version:
-            return hit[1]
-        value = fn()
-        self._cache[key] = (self.version, value)
+    def cached(self, name: str, fn: Callable[[], object]) -> object:
+        key = (name, self.agent, self.version)
+        value = self._memo.get(key, _MISSING)
+        if value is _MISSING:
+            if len(self._memo) > 50_000:
+                self._memo.clear()
+            value = self._memo[key] = fn()
         return value
 
     def state_hash(self) -> str:
         return self.cached("hash", self._hash)  # type: ignore[return-value]
 
     def _hash(self) -> str:
-        parts = [
+        # objects keep their scene order in ``location``, so their names need not be repeated
+        state = (
             self.scene.task_id,
-            str(self.agent),
-            str(self.holding),
-            ";".join(f"{o}@{self.location[o]}" for o in self.obj_cls),
-            ",".join(sorted(self.opened)),
-            ",".join(sorted(self.clean)),
-            ",".join(sorted(self.hot)),
-            ",".join(sorted(self.cool)),
-            ",".join(sorted(self.sliced)),
-            ",".join(sorted(self.toggled)),
-        ]
-        return hashlib.blake2b("|".join(parts).encode(), digest_size=8).hexdigest()
+            self.agent,
+            self.holding,
+            tuple(self.location.values()),
+            *(tuple(sorted(s)) for s in (self.opened, self.clean, self.hot, self.cool, self.sliced, self.toggled)),
+        )
+        return hashlib.blake2b(repr(state).encode(), digest_size=8).hexdigest()
 
     def listing(self, rec: str) -> list[str]:
         """Objects shown in ``rec``, in the engine's order."""
@@ -140,9 +148,7 @@ class World:
         rec = self._rec_arg(cmd[6:])
         if rec is None:
             return None
-        if self.agent != rec:
-            self.agent = rec
-            self._changed()
+        self.agent = rec
         arrive = T.arrive_legacy(self.loc_number[rec]) if self.legacy else T.arrive(rec)
         return arrive + self._view(rec)
 

@@ -25,6 +25,7 @@ MAX_ACTION_CHARS = 8192
 TAGS = ("think", "plan", "switch", "subgoal", "action")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SPACES = re.compile(r"\s+")
+_PLAIN = re.compile(r"(?!think )[a-z0-9/]+(?: [a-z0-9/]+)*")
 _STEP_SPLIT = re.compile(r"(?:^|\s|\n)(?:step\s*\d+\s*[:.)-]|\d+\s*[.):]\s)", re.IGNORECASE)
 _REACT_ACTION = re.compile(r"(?:^|\n)\s*action\s*(?:\d+\s*)?:\s*", re.IGNORECASE)
 _REACT_THOUGHT = re.compile(r"(?:^|\n)\s*thought\s*(?:\d+\s*)?:\s*", re.IGNORECASE)
@@ -169,6 +170,8 @@ def _parse_react(text: str) -> ParsedAction | None:
 def parse_action(action: str) -> ParsedAction:
     """Parse any string into a :class:`ParsedAction`. Total: never raises for a ``str``."""
     text = action[:MAX_ACTION_CHARS]
+    if _PLAIN.fullmatch(text):  # fast path: an already-normalised bare command
+        return ParsedAction("command", command=text)
     lower = text.lower()
     if any(f"<{tag}>" in lower for tag in TAGS):
         return _parse_tagged(text, lower)

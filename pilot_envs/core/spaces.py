@@ -17,6 +17,7 @@ when copied (``AsyncVectorEnv(copy=True)``, the default, deep-copies observation
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Iterator
 from collections.abc import Sequence as PySequence
@@ -40,7 +41,7 @@ _EXTRA = "\u00a0" + "".join(chr(c) for c in range(0xA1, 0x100)) + "\u2018\u2019\
 CHARSET: str = string.printable + _EXTRA
 """Every character an env may put into an observation (engines' other characters become ``?``)."""
 
-_CHARSET_SET = frozenset(CHARSET)
+_OUTSIDE = re.compile("[^" + re.escape(CHARSET) + "]")
 
 TEXT_MAX = 8192  # longest feedback (a ScienceWorld "look around" is ~2,000 characters)
 COMMAND_MAX = 256  # longest single command or plan step
@@ -51,9 +52,7 @@ def sanitize(text: str, max_length: int = TEXT_MAX) -> str:
     """Map characters outside :data:`CHARSET` to ``?`` and clip to ``max_length``."""
     if len(text) > max_length:
         text = text[:max_length]
-    if all(c in _CHARSET_SET for c in text):
-        return text
-    return "".join(c if c in _CHARSET_SET else "?" for c in text)
+    return _OUTSIDE.sub("?", text) if _OUTSIDE.search(text) else text
 
 
 class PilotText(spaces.Text):

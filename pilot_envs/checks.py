@@ -1,0 +1,149 @@
+"""Conformance checks every registered env must pass, shipped in the package so users can run them on
+their own envs (the test suite runs them over the whole registry).
+
+Each check raises ``AssertionError`` with a message saying what differed.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+__all__ = [
+    "rollout_digest",
+    "random_admissible_policy",
+    "check_determinism",
+    "check_pickle",
+    "check_vector_sync_async",
+    "check_reward_modes_same_dynamics",
+    "obs_equal",
+]
+
+Policy = Callable[[dict[str, Any], dict[str, Any], np.random.Generator], str]
+
+
+def random_admissible_policy(obs: dict[str, Any], info: dict[str, Any], rng: np.random.Generator) -> str:
+    """A uniformly random admissible command (or ``look`` when there is none)."""
+    cmds = obs["admissible_commands"]
+    return str(cmds[int(rng.integers(len(cmds)))]) if len(cmds) else "look"
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in sorted(x.items())}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return x
+
+
+def obs_equal(a: Any, b: Any) -> bool:
+    return json.dumps(_jsonable(a), sort_keys=True) == json.dumps(_jsonable(b), sort_keys=True)
+
+
+def rollout_digest(
+    env: gym.Env,
+    *,
+    seed: int,
+    steps: int = 30,
+    options: dict[str, Any] | None = None,
+    policy: Policy = random_admissible_policy,
+) -> str:
+    """A hash of everything observable along a seeded rollout (observations, rewards, flags, info)."""
+    rng = np.random.default_rng(seed)
+    h = hashlib.sha256()
+    obs, info = env.reset(seed=seed, options=options)
+    h.update(json.dumps(_jsonable([obs, info]), sort_keys=True).encode())
+    for _ in range(steps):
+        obs, r, term, trunc, info = env.step(policy(obs, info, rng))
+        h.update(json.dumps(_jsonable([obs, float(r), term, trunc, info]), sort_keys=True).encode())
+        if term or trunc:
+            obs, info = env.reset()
+            h.update(json.dumps(_jsonable([obs, info]), sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def check_determinism(make: Callable[[], gym.Env], *, seed: int = 0, steps: int = 30) -> str:
+    """Two instances with the same seed produce identical rollouts. Returns the digest."""
+    a, b = make(), make()
+    try:
+        da, db = rollout_digest(a, seed=seed, steps=steps), rollout_digest(b, seed=seed, steps=steps)
+    finally:
+        a.close()
+        b.close()
+    assert da == db, "two env instances with the same seed diverged"
+    return da
+
+
+def check_pickle(make: Callable[[], gym.Env], *, seed: int = 0, steps: int = 5) -> None:
+    """A pickled mid-episode env continues exactly like the original."""
+    env = make()
+    rng = np.random.default_rng(seed)
+    obs, info = env.reset(seed=seed)
+    for _ in range(steps):
+        obs, _, term, trunc, info = env.step(random_admissible_policy(obs, info, rng))
+        if term or trunc:
+            obs, info = env.reset()
+    clone = pickle.loads(pickle.dumps(env))
+    try:
+        for _ in range(steps):
+            action = random_admissible_policy(obs, info, rng)
+            out_a, out_b = env.step(action), clone.step(action)
+            assert obs_equal(out_a, out_b), f"pickled env diverged after {action!r}"
+            obs, _, term, trunc, info = out_a
+            if term or trunc:
+                break
+    finally:
+        env.close()
+        clone.close()
+
+
+def check_vector_sync_async(env_id: str, *, num_envs: int = 2, seed: int = 0, steps: int = 8, **kwargs: Any) -> None:
+    """``gym.make_vec`` sync and async (default shared memory) give identical observations."""
+    envs = {
+        mode: gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, **kwargs) for mode in ("sync", "async")
+    }
+    try:
+        outs = {mode: v.reset(seed=seed) for mode, v in envs.items()}
+        assert obs_equal(outs["sync"][0], outs["async"][0]), "reset observations differ between sync and async"
+        rng = np.random.default_rng(seed)
+        for _ in range(steps):
+            obs = outs["sync"][0]
+            actions = [
+                random_admissible_policy({"admissible_commands": obs["admissible_commands"][i]}, {}, rng)
+                for i in range(num_envs)
+            ]
+            outs = {mode: v.step(actions) for mode, v in envs.items()}
+            for k in range(4):
+                assert obs_equal(outs["sync"][k], outs["async"][k]), f"step output {k} differs between sync and async"
+    finally:
+        for v in envs.values():
+            v.close()
+
+
+def check_reward_modes_same_dynamics(env_id: str, *, seed: int = 0, steps: int = 30, **kwargs: Any) -> None:
+    """Observations, termination and info (all but the reward) do not depend on ``reward_mode``."""
+    traces = []
+    for mode in ("sparse", "progress", "milestone"):
+        env = gym.make(env_id, reward_mode=mode, **kwargs)
+        rng = np.random.default_rng(seed)
+        obs, info = env.reset(seed=seed)
+        trace = [copy.deepcopy((obs, info))]
+        for _ in range(steps):
+            obs, _, term, trunc, info = env.step(random_admissible_policy(obs, info, rng))
+            trace.append(copy.deepcopy((obs, term, trunc, info)))
+            if term or trunc:
+                break
+        env.close()
+        traces.append(trace)
+    assert obs_equal(traces[0], traces[1]) and obs_equal(traces[0], traces[2]), "reward_mode changed the dynamics"
