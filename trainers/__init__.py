@@ -1,0 +1,1 @@
+"""Reference RL trainers for the pilot-envs suite."""

@@ -1,0 +1,1 @@
+"""Pure tensor numerics shared by the trainers: advantage estimators, loss terms, their registries."""
