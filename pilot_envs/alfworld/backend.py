@@ -112,5 +112,8 @@ class HouseholdBackend(Backend):
     def state_hash(self) -> str:
         return self.world.state_hash()
 
+    def splits(self) -> dict[str, int]:
+        return {split: tasks.split_size(split, self.task_types) for split in tasks.SPLIT_SIZES}
+
     def help_text(self) -> str:
         return HELP

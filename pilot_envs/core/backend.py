@@ -73,6 +73,10 @@ class Backend(abc.ABC):
     def state_hash(self) -> str:
         """A hash of the world state, stable across processes and runs."""
 
+    def splits(self) -> dict[str, int]:
+        """The fixed task splits this backend offers and their sizes (empty when it has none)."""
+        return {}
+
     def help_text(self) -> str | None:
         """Text answered to ``help``, or None when the engine answers ``help`` itself."""
         return None

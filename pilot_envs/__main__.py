@@ -1,0 +1,3 @@
+from pilot_envs.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""Render env cards (docs/envs/*.md) from the env classes' docstrings, Gymnasium style."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from pathlib import Path
+
+from pilot_envs.registration import ENVS
+
+__all__ = ["env_card", "write_env_cards", "CARD_SOURCES"]
+
+#: extra documented classes that are not Gymnasium ids (PettingZoo envs): (title, "module:attr")
+CARD_SOURCES: tuple[tuple[str, str], ...] = (
+    ("planner_executor_v0", "pilot_envs.multiagent.planner_executor:raw_env"),
+    ("household_coop_v0", "pilot_envs.multiagent.household_coop:raw_env"),
+)
+
+
+def _load(entry_point: str) -> type:
+    module, _, attr = entry_point.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def env_card(title: str, cls: type, ids: list[str]) -> str:
+    doc = inspect.cleandoc(cls.__doc__ or "(no docstring)")
+    head = f"# {title}\n\n"
+    if ids:
+        head += "Registered ids: " + ", ".join(f"`{i}`" for i in ids) + "\n\n"
+    head += f"Source: `{cls.__module__}.{cls.__qualname__}` (this page is generated from its docstring by " \
+            "`pilot-envs docs`; edit the docstring, not this file).\n\n"
+    return head + doc + "\n"
+
+
+def write_env_cards(out: Path) -> list[Path]:
+    """Write one card per env class; returns the written paths. Classes whose engine is missing are skipped."""
+    out.mkdir(parents=True, exist_ok=True)
+    by_entry: dict[str, list[str]] = {}
+    for e in ENVS:
+        by_entry.setdefault(e.entry_point, []).append(e.id)
+    written = []
+    sources = [(ids[0], ep, ids) for ep, ids in by_entry.items()]
+    sources += [(title, ep, []) for title, ep in CARD_SOURCES]
+    for title, entry_point, ids in sources:
+        try:
+            cls = _load(entry_point)
+        except ImportError:
+            continue
+        path = out / f"{title}.md"
+        tmp = path.with_suffix(".md.tmp")
+        tmp.write_text(env_card(title, cls, ids))
+        tmp.replace(path)
+        written.append(path)
+    return written

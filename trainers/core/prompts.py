@@ -1,0 +1,315 @@
+"""Agent prompt formats: pure functions from env observations to chat messages.
+
+A *format* fixes how the prompt asks the model to answer and how an expert answer looks. Formats are data
+(:class:`PromptFormat`), registered by name in :data:`FORMATS`:
+
+- ``think_action``: verl-agent's ALFWorld prompt; answer ``<think>..</think><action>..</action>``.
+- ``react``: ReAct; answer ``Thought: ..`` then ``Action: ..``.
+- ``adaplan``: PilotRL's AdaPlan; while no plan is in effect the model first writes a global plan
+  ``<plan>Step 1: .. Step 2: ..</plan>``, then ``<think>..</think><action>..</action>``; later prompts show
+  the plan in effect and allow replacing its remaining steps with a new ``<plan>``.
+- ``hiper``: HiPER; answer ``<switch>KEEP|SWITCH</switch><subgoal>..</subgoal><action>..</action>``, the
+  prompt shows the current subgoal.
+
+The observation is the env's Dict observation (``text``, ``task``, ``plan``, ``admissible_commands``, ...).
+History is a sequence of ``(observation, action)`` pairs, oldest first; only the last
+``PromptOptions.history_window`` are shown. Everything here is pure: no tokenizer, no randomness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+PLAN_STEP_SEPARATOR = " "
+"""Separator between the ``Step i: ..`` items inside ``<plan>``."""
+
+
+def format_plan(steps: Sequence[str]) -> str:
+    """``["go to x", "take y"]`` -> ``"Step 1: go to x Step 2: take y"``."""
+    return PLAN_STEP_SEPARATOR.join(f"Step {i}: {s.strip()}" for i, s in enumerate(steps, 1))
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """One agent format, as data.
+
+    Response layout: ``fields`` lists the response parts in order; ``field_templates[name]`` renders one
+    part (``{}`` is the value). Parts in ``optional_fields`` are omitted from an expert response when no
+    value is given; the others get ``defaults`` (a template over ``action``/``subgoal``) when missing.
+    """
+
+    name: str
+    instruction: str
+    """The closing instruction: how to answer this turn."""
+    fields: tuple[str, ...]
+    field_templates: Mapping[str, str]
+    optional_fields: frozenset[str] = frozenset()
+    defaults: Mapping[str, str] = field(default_factory=dict)
+    plan_instruction: str | None = None
+    """Replaces ``instruction`` while no plan is in effect (AdaPlan's first turn)."""
+    revise_instruction: str | None = None
+    """Appended to ``instruction`` while a plan is in effect (AdaPlan's plan revision)."""
+    shows_plan: bool = False
+    """Whether the plan in effect is shown by default (``PromptOptions.include_plan=None``)."""
+    shows_subgoal: bool = False
+
+
+@dataclass(frozen=True)
+class PromptOptions:
+    """Options common to every format."""
+
+    history_window: int = 2
+    """How many past (observation, action) pairs to show (verl-agent uses 2)."""
+    include_admissible: bool = True
+    """List the admissible commands."""
+    include_plan: bool | None = None
+    """Show ``obs["plan"]`` (e.g. oracle plans in PilotRL stage 1); None: the format's default."""
+    environment: str = "a text-based embodied environment"
+    system: str | None = None
+    """An optional system message placed before the user message."""
+    max_length: int | None = None
+    """Budget for the user message, measured by ``length_fn``. Over budget, drop in this order: the oldest
+    history pairs, then admissible commands from the end of the list, then the start of the current
+    observation. The task and the instructions are never cut."""
+    length_fn: Callable[[str], int] = len
+
+
+_TAGGED = {name: f"<{name}>{{}}</{name}>" for name in ("think", "action", "plan", "switch", "subgoal")}
+_ACT = (
+    "Once you've finished your reasoning, choose an admissible action for the current step and present it "
+    "within <action> </action> tags."
+)
+_THINK = (
+    "You should first reason step-by-step about the current situation. This reasoning process MUST be "
+    "enclosed within <think> </think> tags."
+)
+
+FORMATS: dict[str, PromptFormat] = {
+    "think_action": PromptFormat(
+        name="think_action",
+        instruction=f"Now it's your turn to take an action.\n{_THINK}\n{_ACT}",
+        fields=("think", "action"),
+        field_templates=_TAGGED,
+        defaults={"think": "The next step is to {action}."},
+    ),
+    "react": PromptFormat(
+        name="react",
+        instruction=(
+            "Now it's your turn to take an action. First write one line starting with 'Thought:' that "
+            "reasons about the current situation, then one line starting with 'Action:' followed by "
+            "exactly one admissible action."
+        ),
+        fields=("think", "action"),
+        field_templates={"think": "Thought: {}\n", "action": "Action: {}"},
+        defaults={"think": "The next step is to {action}."},
+    ),
+    "adaplan": PromptFormat(
+        name="adaplan",
+        instruction=(f"Now it's your turn to take an action, guided by the current plan.\n{_THINK}\n{_ACT}"),
+        plan_instruction=(
+            "First make a global plan for the whole task and present it within <plan> </plan> tags as "
+            "numbered steps, like <plan>Step 1: ... Step 2: ...</plan>.\n"
+            f"Then take the first action.\n{_THINK}\n{_ACT}"
+        ),
+        revise_instruction=(
+            "If the situation has changed and the plan no longer fits, first write a revised plan within "
+            "<plan> </plan> tags, keeping the steps already done."
+        ),
+        fields=("plan", "think", "action"),
+        field_templates=_TAGGED,
+        optional_fields=frozenset({"plan"}),
+        defaults={"think": "Following the plan, the next step is to {action}."},
+        shows_plan=True,
+    ),
+    "hiper": PromptFormat(
+        name="hiper",
+        instruction=(
+            "Now it's your turn to act. First decide whether to keep the current subgoal or switch to a "
+            "new one, and write KEEP or SWITCH within <switch> </switch> tags. Then write the subgoal you "
+            "pursue within <subgoal> </subgoal> tags. Finally choose an admissible action for the current "
+            "step and present it within <action> </action> tags."
+        ),
+        fields=("switch", "subgoal", "action"),
+        field_templates=_TAGGED,
+        defaults={"switch": "KEEP", "subgoal": "{action}"},
+        shows_subgoal=True,
+    ),
+}
+
+
+def get_format(fmt: str | PromptFormat) -> PromptFormat:
+    """Look a format up by name (or pass a :class:`PromptFormat` through)."""
+    if isinstance(fmt, PromptFormat):
+        return fmt
+    try:
+        return FORMATS[fmt]
+    except KeyError:
+        raise KeyError(f"unknown prompt format {fmt!r}; known: {sorted(FORMATS)}") from None
+
+
+# ----------------------------------------------------------------------------------------------- prompts
+@dataclass(frozen=True)
+class _Parts:
+    """The variable parts of a prompt, shrunk in place of the rendered text when over budget."""
+
+    history: tuple[tuple[str, str], ...]
+    admissible: tuple[str, ...]
+    admissible_dropped: int
+    observation: str
+
+
+def _render_user(
+    fmt: PromptFormat,
+    obs: Mapping[str, Any],
+    parts: _Parts,
+    step: int,
+    subgoal: str | None,
+    opts: PromptOptions,
+) -> str:
+    plan = [str(s) for s in obs.get("plan", ()) or ()]
+    show_plan = fmt.shows_plan if opts.include_plan is None else opts.include_plan
+    lines = [
+        f"You are an expert agent operating in {opts.environment}. Your task is to: {obs.get('task', '')}"
+    ]
+    if show_plan and plan:
+        lines.append(f"Your current plan is: {format_plan(plan)}")
+    if fmt.shows_subgoal:
+        lines.append(f"Your current subgoal is: {subgoal if subgoal else 'none yet'}")
+    if parts.history:
+        first = step - len(parts.history) + 1
+        hist = "\n".join(
+            f"[Observation {first + i}: '{o}', Action {first + i}: '{a}']"
+            for i, (o, a) in enumerate(parts.history)
+        )
+        lines.append(
+            f"Prior to this step, you have already taken {step} step(s). Below are the most recent "
+            f"{len(parts.history)} observations and the corresponding actions you took:\n{hist}"
+        )
+        lines.append(f"You are now at step {step + 1} and your current observation is: {parts.observation}")
+    else:
+        lines.append(f"Your current observation is: {parts.observation}")
+    if opts.include_admissible:
+        cmds = ", ".join(f"'{c}'" for c in parts.admissible)
+        more = f" (and {parts.admissible_dropped} more)" if parts.admissible_dropped else ""
+        lines.append(f"Your admissible actions of the current situation are: [{cmds}]{more}.")
+    if fmt.plan_instruction is not None and not plan:
+        lines.append("\n" + fmt.plan_instruction)
+    else:
+        extra = f"\n{fmt.revise_instruction}" if fmt.revise_instruction and plan else ""
+        lines.append("\n" + fmt.instruction + extra)
+    return "\n".join(lines)
+
+
+def _shrink(parts: _Parts) -> _Parts | None:
+    """One truncation step in the documented order; None when nothing is left to cut."""
+    if parts.history:
+        return replace(parts, history=parts.history[1:])
+    if parts.admissible:
+        return replace(
+            parts, admissible=parts.admissible[:-1], admissible_dropped=parts.admissible_dropped + 1
+        )
+    if parts.observation:
+        keep = len(parts.observation) // 2
+        return replace(parts, observation=("..." + parts.observation[-keep:]) if keep > 3 else "")
+    return None
+
+
+def render_prompt(
+    fmt: str | PromptFormat,
+    obs: Mapping[str, Any],
+    *,
+    history: Sequence[tuple[str, str]] = (),
+    step: int | None = None,
+    subgoal: str | None = None,
+    options: PromptOptions | None = None,
+) -> str:
+    """The user message for one turn.
+
+    Args:
+        fmt: format name in :data:`FORMATS` or a :class:`PromptFormat`.
+        obs: the env observation (``text``, ``task``, ``plan``, ``admissible_commands`` are read).
+        history: all past ``(observation, action)`` pairs of the episode, oldest first; the last
+            ``options.history_window`` are shown.
+        step: number of steps taken so far (defaults to ``len(history)``).
+        subgoal: the agent's current subgoal (shown by ``hiper``).
+        options: :class:`PromptOptions`.
+    """
+    f, opts = get_format(fmt), options or PromptOptions()
+    step = len(history) if step is None else step
+    window = (
+        tuple((str(o), str(a)) for o, a in history)[-opts.history_window :] if opts.history_window > 0 else ()
+    )
+    cmds = tuple(str(c) for c in obs.get("admissible_commands", ()) or ())
+    parts: _Parts | None = _Parts(window, cmds, 0, str(obs.get("text", "")))
+    text = _render_user(f, obs, parts, step, subgoal, opts)
+    while opts.max_length is not None and opts.length_fn(text) > opts.max_length:
+        parts = _shrink(parts)
+        if parts is None:
+            break
+        text = _render_user(f, obs, parts, step, subgoal, opts)
+    return text
+
+
+def render_messages(
+    fmt: str | PromptFormat,
+    obs: Mapping[str, Any],
+    *,
+    history: Sequence[tuple[str, str]] = (),
+    step: int | None = None,
+    subgoal: str | None = None,
+    options: PromptOptions | None = None,
+) -> list[dict[str, str]]:
+    """Chat messages for one turn: an optional system message and the user message of
+    :func:`render_prompt` (same arguments)."""
+    opts = options or PromptOptions()
+    user = render_prompt(fmt, obs, history=history, step=step, subgoal=subgoal, options=opts)
+    system = [{"role": "system", "content": opts.system}] if opts.system else []
+    return [*system, {"role": "user", "content": user}]
+
+
+# ---------------------------------------------------------------------------------------------- responses
+def render_expert_response(
+    fmt: str | PromptFormat,
+    *,
+    action: str,
+    plan: Sequence[str] | None = None,
+    subgoal: str | None = None,
+    switch: str | None = None,
+    think: str | None = None,
+) -> str:
+    """The response an expert would write in ``fmt`` (SFT warm-start targets).
+
+    Fields the format does not use are ignored; a missing required field gets the format's default
+    (e.g. ``hiper``: switch ``KEEP``, subgoal = the action; ``think``: a sentence naming the action). A
+    ``plan`` (list of steps) is written only by formats that have a plan field.
+    """
+    f = get_format(fmt)
+    values: dict[str, str | None] = {
+        "action": action,
+        "plan": format_plan(plan) if plan else None,
+        "subgoal": subgoal,
+        "switch": switch,
+        "think": think,
+    }
+    out = []
+    for name in f.fields:
+        value = values.get(name)
+        if value is None and name in f.optional_fields:
+            continue
+        if value is None:
+            value = f.defaults.get(name, "").format(action=action, subgoal=subgoal or action)
+        out.append(f.field_templates[name].format(value))
+    return "".join(out)
+
+
+def scaffold_texts() -> list[str]:
+    """Every fixed sentence the formats can emit (for building a tokenizer that knows their words)."""
+    obs = {"text": "obs", "task": "task", "plan": ["a", "b"], "admissible_commands": ["look"]}
+    texts: list[str] = []
+    for f in FORMATS.values():
+        texts.append(render_prompt(f, obs, history=[("o", "a")], subgoal="s"))
+        texts.append(render_prompt(f, {**obs, "plan": []}, options=PromptOptions(include_plan=True)))
+        texts.append(render_expert_response(f, action="look", plan=["look"]))
+    return texts
