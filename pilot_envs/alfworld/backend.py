@@ -10,7 +10,7 @@ import numpy as np
 from pilot_envs.alfworld import milestones, tasks
 from pilot_envs.alfworld.expert import expert_plan
 from pilot_envs.alfworld.scene import TASK_TYPES, Scene
-from pilot_envs.alfworld.text import HELP, NOTHING
+from pilot_envs.alfworld.text import NOTHING
 from pilot_envs.alfworld.world import World
 from pilot_envs.core.backend import Backend, Outcome, TaskMeta
 from pilot_envs.core.task import oracle_plan_text
@@ -114,6 +114,3 @@ class HouseholdBackend(Backend):
 
     def splits(self) -> dict[str, int]:
         return {split: tasks.split_size(split, self.task_types) for split in tasks.SPLIT_SIZES}
-
-    def help_text(self) -> str:
-        return HELP

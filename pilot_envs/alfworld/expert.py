@@ -86,7 +86,7 @@ def _plan(world: World, task: TaskSpec) -> tuple[str, ...]:
     if tt == "look_at_obj_in_light":
         p.fetch(targets)
         lamps = world.by_class.get(task.lamp_cls, ())
-        lamp = min(lamps, key=lambda o: p.cost(world.location[o])[0:1] + (p.order[world.location[o]],))
+        lamp = min(lamps, key=lambda o: (int(world.location[o] != p.at), p.order[world.location[o]]))
         p.go(world.location[lamp], need_open=False)
         p.cmds.append(f"use {lamp}")
         return tuple(p.cmds)

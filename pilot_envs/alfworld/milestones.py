@@ -56,8 +56,9 @@ def subgoals(task: TaskSpec) -> tuple[Subgoal, ...]:
     if task.task_type in PROCESS:
         verb, appliance, _ = PROCESS[task.task_type]
         a = appliance.lower()
-        return fetch + (Subgoal(f"go to the {a}", "go", (a,)), Subgoal(f"{verb} the {o} with the {a}", verb, (o,))) + place
-    return fetch + place
+        process = (Subgoal(f"go to the {a}", "go", (a,)), Subgoal(f"{verb} the {o} with the {a}", verb, (o,)))
+        return (*fetch, *process, *place)
+    return (*fetch, *place)
 
 
 def _targets(world: World, task: TaskSpec) -> tuple[str, ...]:

@@ -111,7 +111,7 @@ _HOST_CLASSES: dict[str, tuple[str, ...]] = {
 class _Draws:
     """Uniform draws from one numpy ``Generator``, fetched in batches (one numpy call, not one per choice)."""
 
-    __slots__ = ("_rng", "_buf", "_i")
+    __slots__ = ("_buf", "_i", "_rng")
     _BATCH = 128
 
     def __init__(self, rng: np.random.Generator) -> None:

@@ -22,14 +22,20 @@ def join(names: Sequence[str]) -> str:
     return ", ".join(items[:-1]) + ", and " + items[-1]
 
 
+def sort_key(name: str) -> tuple[str, int]:
+    """The real engine lists things by class word A-Z, then number high to low ("cabinet 2, cabinet 1")."""
+    word, _, number = name.rpartition(" ")
+    return (word, -int(number)) if number.isdigit() else (name, 0)
+
+
 def order_objects(names: Iterable[str]) -> list[str]:
-    """Order of objects in a receptacle view."""
-    return list(names)
+    """Order of objects in a receptacle view (not the order they arrived in)."""
+    return sorted(names, key=sort_key)
 
 
 def order_receptacles(names: Iterable[str]) -> list[str]:
     """Order of receptacles in the room description."""
-    return list(names)
+    return sorted(names, key=sort_key)
 
 
 def order_commands(commands: Iterable[str]) -> tuple[str, ...]:
@@ -104,8 +110,9 @@ def inventory(holding: str | None) -> str:
     return f"You are carrying: a {holding}." if holding else "You are not carrying anything."
 
 
-def look_middle(receptacles: Sequence[str]) -> str:
-    return room(receptacles)
+def look_middle() -> str:
+    # the real engine lists what is at the agent's location, and the middle of the room has nothing
+    return "You are in the middle of a room. Looking quickly around you, you see nothing."
 
 
 def look_at(rec: str) -> str:
@@ -145,11 +152,11 @@ HELP = (
     "  open (receptacle):                open a receptacle\n"
     "  close (receptacle):               close a receptacle\n"
     "  take (object) from (receptacle):  take an object from a receptacle\n"
-    "  move (object) to (receptacle):    place an object in or on a receptacle\n"
+    "  move (object) to (receptacle):  place an object in or on a receptacle\n"
     "  examine (something):              examine a receptacle or an object\n"
     "  use (object):                     use an object\n"
     "  heat (object) with (receptacle):  heat an object using a receptacle\n"
     "  clean (object) with (receptacle): clean an object using a receptacle\n"
     "  cool (object) with (receptacle):  cool an object using a receptacle\n"
-    "  slice (object) with (object):     slice an object using a sharp object"
+    "  slice (object) with (object):     slice an object using a sharp object\n"
 )

@@ -81,7 +81,20 @@ class World:
             "examine": self._examine,
             "inventory": self._inventory,
             "look": self._look,
+            "help": self._help,
         }
+
+    def copy(self) -> World:
+        """An independent copy of the state (cheap: static tables are shared, caches are not copied)."""
+        new = object.__new__(World)
+        new.__dict__.update(self.__dict__)
+        new.opened, new.clean, new.hot, new.cool = set(self.opened), set(self.clean), set(self.hot), set(self.cool)
+        new.sliced, new.toggled = set(self.sliced), set(self.toggled)
+        new.contents = {r: list(objs) for r, objs in self.contents.items()}
+        new.location = dict(self.location)
+        new._memo = {}
+        new._verbs = {name: getattr(new, fn.__name__) for name, fn in self._verbs.items()}
+        return new
 
     # ------------------------------------------------------------------ queries
     def visible(self, rec: str) -> bool:
@@ -146,7 +159,7 @@ class World:
         if not cmd.startswith("go to "):
             return None
         rec = self._rec_arg(cmd[6:])
-        if rec is None:
+        if rec is None or rec == self.agent:  # going where you already are: nothing happens
             return None
         self.agent = rec
         arrive = T.arrive_legacy(self.loc_number[rec]) if self.legacy else T.arrive(rec)
@@ -261,10 +274,8 @@ class World:
         name = cmd[8:] if cmd.startswith("examine ") else ""
         if name in self.rec_cls:
             return self._view(name) if name == self.agent else None
-        if name in self.obj_cls:
-            loc = self.location[name]
-            if self.holding == name or (loc is not None and loc == self.agent and self.visible(loc)):
-                return T.examine_object(
+        if name in self.obj_cls and self.holding == name:  # only the object in hand can be examined
+            return T.examine_object(
                     name,
                     clean=name in self.clean,
                     hot=name in self.hot,
@@ -279,19 +290,22 @@ class World:
     def _inventory(self, cmd: str) -> str | None:
         return T.inventory(self.holding) if cmd == "inventory" else None
 
+    def _help(self, cmd: str) -> str | None:
+        return T.HELP if cmd == "help" else None
+
     def _look(self, cmd: str) -> str | None:
         if cmd != "look":
             return None
-        return T.look_middle(self.receptacles) if self.agent is None else T.look_at(self.agent)
+        return T.look_middle() if self.agent is None else T.look_at(self.agent)
 
     # ------------------------------------------------------------------ admissible commands
     def admissible_commands(self) -> tuple[str, ...]:
         return self.cached("admissible", self._admissible)  # type: ignore[return-value]
 
     def _admissible(self) -> tuple[str, ...]:
-        cmds = [f"go to {r}" for r in self.receptacles]
-        cmds += ["inventory", "look"]
         here = self.agent
+        cmds = [f"go to {r}" for r in self.receptacles if r != here]
+        cmds += ["help", "inventory", "look"]
         if here is not None:
             cmds.append(f"examine {here}")
             if here in self.openable:
@@ -300,8 +314,6 @@ class World:
             inside = self.contents[here]
             if visible and self.holding is None:
                 cmds += [f"take {o} from {here}" for o in inside if OBJECT_CLASSES[self.obj_cls[o]].pickupable]
-            if visible:
-                cmds += [f"examine {o}" for o in inside]
             cmds += [f"use {o}" for o in inside if OBJECT_CLASSES[self.obj_cls[o]].toggleable]
             held = self.holding
             if held is not None:

@@ -23,7 +23,7 @@ from functools import lru_cache
 __all__ = ["Subgoal", "flags_from_stage", "match_steps", "plan_score", "plan_step", "oracle_plan_text"]
 
 _WORD = re.compile(r"[a-z0-9]+")
-_STOP = frozenset("a an the to of in on at with from into onto and then it them some your you up for by".split())
+_STOP = frozenset(["a", "an", "the", "to", "of", "in", "on", "at", "with", "from", "into", "onto", "and", "then", "it", "them", "some", "your", "you", "up", "for", "by"])
 
 SYNONYMS: dict[str, frozenset[str]] = {
     "find": frozenset({"find", "locate", "search", "look", "seek", "go", "check", "explore"}),
