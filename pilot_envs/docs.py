@@ -12,8 +12,8 @@ __all__ = ["env_card", "write_env_cards", "CARD_SOURCES"]
 
 #: extra documented classes that are not Gymnasium ids (PettingZoo envs): (title, "module:attr")
 CARD_SOURCES: tuple[tuple[str, str], ...] = (
-    ("planner_executor_v0", "pilot_envs.multiagent.planner_executor:raw_env"),
-    ("household_coop_v0", "pilot_envs.multiagent.household_coop:raw_env"),
+    ("planner_executor_v0", "pilot_envs.multiagent.planner_executor:PlannerExecutorEnv"),
+    ("household_coop_v0", "pilot_envs.multiagent.household_coop:HouseholdCoopEnv"),
 )
 
 

@@ -143,3 +143,13 @@ def test_any_string_is_a_safe_action(env_id, text):
         assert obs["text"] == NOTHING_HAPPENS or obs["text"]
         assert info["state_hash"] == before
     env.close()
+
+
+@pytest.mark.parametrize("env_id", ALL_IDS)
+def test_declared_plan_always_fits_the_observation_space(env_id):
+    env = make(env_id, plan_mode="agent")
+    env.reset(seed=0)
+    steps = " ".join(f"Step {i}: {'中' * 300} go to {'x' * 400}" for i in range(100))
+    obs, *_ , info = env.step(f"<plan>{steps}</plan>")
+    assert env.observation_space.contains(obs)
+    assert 0 < len(obs["plan"]) <= 64 and all(len(s) <= 256 and "中" not in s for s in obs["plan"])

@@ -87,8 +87,8 @@ class TextTaskEnv(gym.Env[dict[str, Any], str]):
             raise gym.error.ResetNeeded("Call reset() before step().")
         parsed = parse_action(self._coerce(action))
         self._format_ok = parsed.format_ok
-        if parsed.plan:
-            self._declared_plan = parsed.plan[:64]
+        if parsed.plan:  # a declared plan must fit the observation space (TextList(64) of 256-char steps)
+            self._declared_plan = tuple(spaces.sanitize(step, spaces.COMMAND_MAX) for step in parsed.plan[:64])
         outcome = self._execute(parsed)
         self._text = spaces.sanitize(outcome.text)
         self._last_valid = outcome.valid
