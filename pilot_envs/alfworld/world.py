@@ -101,7 +101,10 @@ class World:
         return rec not in self.openable or rec in self.opened
 
     def cached(self, name: str, fn: Callable[[], object]) -> object:
-        key = (name, self.agent, self.version)
+        """``fn()``, memoised for the current state."""
+        return self._memoise((name, self.agent, self.version), fn)
+
+    def _memoise(self, key: tuple, fn: Callable[[], object]) -> object:
         value = self._memo.get(key, _MISSING)
         if value is _MISSING:
             if len(self._memo) > 50_000:

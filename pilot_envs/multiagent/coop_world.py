@@ -24,7 +24,6 @@ from pilot_envs.alfworld.world import World
 
 __all__ = ["CoopWorld"]
 
-_MISSING = object()
 
 
 class CoopWorld(World):
@@ -80,14 +79,6 @@ class CoopWorld(World):
     def team_cached(self, name: str, fn: Callable[[], object]) -> object:
         """Memoise a value of the whole team's state (every location and hand)."""
         return self._memoise(("team", name, tuple(self.positions), tuple(self.hands), self.version), fn)
-
-    def _memoise(self, key: tuple, fn: Callable[[], object]) -> object:
-        value = self._memo.get(key, _MISSING)
-        if value is _MISSING:
-            if len(self._memo) > 50_000:
-                self._memo.clear()
-            value = self._memo[key] = fn()
-        return value
 
     def state_hash(self) -> str:
         return self.team_cached("hash", self._hash)  # type: ignore[return-value]
