@@ -23,7 +23,7 @@ __all__ = ["BenchRow", "SECTIONS", "run_bench", "render_markdown", "time_steps",
 @dataclass(frozen=True)
 class BenchRow:
     engine: str
-    steps_per_s: float  # including resets (episodes as an agent plays them)
+    steps_per_s: float  # including resets (episodes as an agent plays them), per second of this process's CPU time
     step_ms: float  # median time of one step
     reset_ms: float  # median time of one reset
     notes: str = ""
@@ -37,8 +37,12 @@ def time_steps(
     blocks: int = 5,
     seed: int = 0,
     episode_len: int = 50,
+    cpu: bool = True,
 ) -> tuple[float, float, float]:
     """Drive an engine with random choices; returns (median steps/s incl. resets, median step ms, median reset ms).
+
+    Rates are per second of this process's CPU time (``time.process_time``), so they hold on a busy machine;
+    for engines that run in another process (a JVM) a section should use wall time instead (``cpu=False``).
 
     ``reset(i)`` starts episode i and returns a state; ``step(state, u)`` takes a uniform draw ``u`` in [0, 1) to
     pick an action and returns (state, done).
@@ -47,8 +51,9 @@ def time_steps(
     rates, step_times, reset_times = [], [], []
     episode = 0
     k = 0
+    clock = time.process_time if cpu else time.perf_counter
     for _ in range(blocks):
-        t_block = time.perf_counter()
+        t_block = clock()
         t = time.perf_counter()
         state = reset(episode)
         reset_times.append(time.perf_counter() - t)
@@ -65,7 +70,7 @@ def time_steps(
                 state = reset(episode)
                 reset_times.append(time.perf_counter() - t)
                 length = 0
-        rates.append(steps / (time.perf_counter() - t_block))
+        rates.append(steps / (clock() - t_block))
     return statistics.median(rates), statistics.median(step_times) * 1e3, statistics.median(reset_times) * 1e3
 
 
@@ -133,7 +138,9 @@ def machine() -> str:
 
 def render_markdown(rows: list[BenchRow], skipped: list[str], command: str) -> str:
     lines = [
-        f"Measured {time.strftime('%Y-%m-%d')} on {machine()}; one process, one core.",
+        f"Measured {time.strftime('%Y-%m-%d')} on {machine()}; one process, one core; load average "
+        f"{os.getloadavg()[0]:.1f} at the end. steps/s are per second of the process's CPU time (robust to a busy "
+        "machine); step/reset ms are wall-clock medians.",
         f"Reproduce: `{command}`",
         "",
         "| engine | steps/s (incl. resets) | step ms (median) | reset ms (median) | notes |",
