@@ -36,6 +36,14 @@ ENVS: tuple[EnvEntry, ...] = (
     EnvEntry("PilotALFWorld-v0", _ALF),
     EnvEntry("PilotALFWorldSmall-v0", _ALF, kwargs={"max_receptacles": 6, "max_objects": 8}),
     *(EnvEntry(f"PilotALFWorld-{name}-v0", _ALF, kwargs={"task_types": (tt,)}) for name, tt in _TASK_IDS.items()),
+    EnvEntry(
+        "PilotScienceWorld-v0",
+        "pilot_envs.scienceworld.env:PilotScienceWorldEnv",
+        max_episode_steps=100,
+        nondeterministic=True,
+        requires="scienceworld",
+    ),
+    EnvEntry("PilotTextWorld-v0", "pilot_envs.textworld.env:PilotTextWorldEnv", requires="textworld"),
 )
 
 

@@ -15,7 +15,13 @@ ALL_IDS = [e.id for e in ENVS]
 DETERMINISTIC_IDS = [e.id for e in ENVS if not e.nondeterministic]
 
 # Fast variants used by the heavier checks (full-size native envs are checked too, just not everywhere).
-FAST_KWARGS: dict[str, dict] = {}
+FAST_KWARGS: dict[str, dict] = {
+    "PilotScienceWorld-v0": {
+        "task": "lifespan-longest-lived",
+        "deterministic": True,
+        "jvm_options": ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"),
+    },
+}
 
 
 def require_engine(env_id: str) -> None:

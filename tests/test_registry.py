@@ -129,11 +129,29 @@ _any_text = st.one_of(
 )
 
 
+_SHARED: dict[str, gym.Env] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_shared_envs():
+    yield
+    for env in _SHARED.values():
+        env.close()
+    _SHARED.clear()
+
+
+def _shared(env_id: str) -> gym.Env:
+    """One env per id across hypothesis examples (engines with a JVM start once, not 60 times)."""
+    if env_id not in _SHARED:
+        _SHARED[env_id] = make(env_id)
+    return _SHARED[env_id]
+
+
 @pytest.mark.parametrize("env_id", ALL_IDS)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=_any_text)
 def test_any_string_is_a_safe_action(env_id, text):
-    env = make(env_id)
+    env = _shared(env_id)
     obs, info = env.reset(seed=0)
     before = info["state_hash"]
     obs, r, term, trunc, info = env.step(text)
@@ -142,7 +160,6 @@ def test_any_string_is_a_safe_action(env_id, text):
     if not info["action_valid"]:
         assert obs["text"] == NOTHING_HAPPENS or obs["text"]
         assert info["state_hash"] == before
-    env.close()
 
 
 @pytest.mark.parametrize("env_id", ALL_IDS)

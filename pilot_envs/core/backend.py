@@ -8,14 +8,18 @@ real engines (ScienceWorld, TextWorld) implement the same few methods.
 from __future__ import annotations
 
 import abc
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pilot_envs.core.task import Subgoal
 
-__all__ = ["Backend", "TaskMeta", "Outcome"]
+__all__ = ["Backend", "TaskMeta", "Outcome", "cache_dir", "int_option", "CACHE_ENV_VAR"]
+
+CACHE_ENV_VAR = "PILOT_ENVS_CACHE_DIR"
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,13 @@ class Backend(abc.ABC):
     def stage(self) -> int:
         """How many milestones (subgoals, in order) the current state has reached."""
 
+    def progress(self) -> float | None:
+        """Progress in [0, 1] when the engine measures it itself (e.g. a score); None: ``stage() / K``.
+
+        Like ``stage()`` it must be a function of the current state: the env uses it as the shaping potential.
+        """
+        return None
+
     @abc.abstractmethod
     def expert_plan(self) -> tuple[str, ...]:
         """The remaining commands of an optimal (or engine-provided) solution from the current state."""
@@ -83,3 +94,27 @@ class Backend(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release engine resources (processes, files)."""
+
+
+def cache_dir(*parts: str, root: str | os.PathLike | None = None) -> Path:
+    """The directory where backends keep what they generate (games, gold paths), created if missing.
+
+    ``root`` if given, else ``$PILOT_ENVS_CACHE_DIR``, else ``$XDG_CACHE_HOME/pilot-envs`` (default
+    ``~/.cache/pilot-envs``); ``parts`` are joined below it. Writers must make entries atomic (write to a temporary
+    name in the same directory, then ``os.replace``) since several processes may share the cache.
+    """
+    if root is None:
+        root = os.environ.get(CACHE_ENV_VAR) or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pilot-envs"
+    path = Path(root).expanduser().joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def int_option(options: dict[str, Any], key: str) -> int | None:
+    """``options[key]`` as an int (None when absent); a clear TypeError for anything else (bools included)."""
+    value = options.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"options[{key!r}] must be an int, got {type(value).__name__}")
+    return int(value)

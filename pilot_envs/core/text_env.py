@@ -63,6 +63,7 @@ class TextTaskEnv(gym.Env[dict[str, Any], str]):
         self._declared_plan: tuple[str, ...] = ()
         self._stage = 0
         self._best_stage = 0
+        self._progress_now = 0.0
         self._text = ""
         self._last_command = ""
         self._last_valid = True
@@ -78,6 +79,7 @@ class TextTaskEnv(gym.Env[dict[str, Any], str]):
         self._meta = self.backend.load(self.np_random, dict(options or {}))
         self._declared_plan = ()
         self._stage = self._best_stage = self.backend.stage()
+        self._progress_now = self._measure_progress()
         self._text = self._meta.initial_text
         self._last_command, self._last_valid, self._format_ok = "", True, True
         return self._observation(), self._info(won=False, lost=False)
@@ -92,16 +94,17 @@ class TextTaskEnv(gym.Env[dict[str, Any], str]):
         outcome = self._execute(parsed)
         self._text = spaces.sanitize(outcome.text)
         self._last_valid = outcome.valid
-        before = self._stage
+        before = self._progress_now
         self._stage = self.backend.stage()
+        self._progress_now = self._measure_progress()
         new = max(0, self._stage - self._best_stage)
         self._best_stage = max(self._best_stage, self._stage)
         k = len(self._meta.subgoals)
         r = reward(
             self.reward_config,
             won=outcome.won,
-            progress_before=before / k if k else 0.0,
-            progress_after=self._stage / k if k else float(outcome.won),
+            progress_before=before,
+            progress_after=self._progress_now if k else float(outcome.won),
             new_milestones=new,
             num_subgoals=k,
             action_valid=outcome.valid,
@@ -152,7 +155,14 @@ class TextTaskEnv(gym.Env[dict[str, Any], str]):
         return self.backend.execute(parsed.command)
 
     def _progress(self) -> float:
-        k = len(self._meta.subgoals) if self._meta else 0
+        return self._progress_now
+
+    def _measure_progress(self) -> float:
+        """The backend's own progress when it has one, else the satisfied fraction of the subgoals."""
+        measured = self.backend.progress()
+        if measured is not None:
+            return min(1.0, max(0.0, float(measured)))
+        k = len(self._meta.subgoals)
         return self._stage / k if k else 0.0
 
     def _plan_in_effect(self) -> tuple[str, ...]:

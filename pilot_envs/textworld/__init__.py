@@ -1,0 +1,1 @@
+"""PilotTextWorld-v0: games made by TextWorld's own generators, played by the real TextWorld engine."""
