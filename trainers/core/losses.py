@@ -37,13 +37,21 @@ _MAX_LOG_RATIO = 20.0
 def masked_mean(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
     """Token-mean: sum(x * mask) / sum(mask) (over ``dim``, or everything), 0 where the mask is empty.
 
+    ``mask`` is bool (or 0/1), or float per-token **weights** (>= 0): then the result is the weighted
+    mean sum(w x) / sum(w), which is how a trainer trains some tokens more than others (0 = untrained).
     Masked-out entries are never read, so padding may hold inf or nan.
     """
-    m = mask.to(torch.bool)
-    x = torch.where(m, x, torch.zeros((), dtype=x.dtype, device=x.device))
-    count = m.sum() if dim is None else m.sum(dim)
+    if not mask.is_floating_point():
+        m = mask.to(torch.bool)
+        x = torch.where(m, x, torch.zeros((), dtype=x.dtype, device=x.device))
+        count = m.sum() if dim is None else m.sum(dim)
+        total = x.sum() if dim is None else x.sum(dim)
+        return total / count.clamp_min(1).to(x.dtype)
+    w = mask.to(x.dtype)
+    x = torch.where(w != 0, x * w, torch.zeros((), dtype=x.dtype, device=x.device))
+    weight = w.sum() if dim is None else w.sum(dim)
     total = x.sum() if dim is None else x.sum(dim)
-    return total / count.clamp_min(1).to(x.dtype)
+    return torch.where(weight > 0, total / torch.where(weight > 0, weight, torch.ones_like(weight)), torch.zeros_like(total))
 
 
 def _as_tokens(x: Tensor, like: Tensor) -> Tensor:

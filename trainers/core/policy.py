@@ -385,6 +385,7 @@ class Policy:
         *,
         with_entropy: bool = False,
         micro_batch_tokens: int | None = None,
+        module: nn.Module | None = None,
     ) -> TokenLogprobs:
         """Log-probs (and entropies) of each response token given its prompt, with gradients.
 
@@ -393,14 +394,17 @@ class Policy:
         next-token distribution at each response position (None unless ``with_entropy``).
         ``micro_batch_tokens`` runs the model in micro-batches (same values) but keeps every graph
         alive until the result is freed; to backward per micro-batch use :meth:`iter_micro_batches`.
+        ``module`` runs a wrapper of :attr:`model` instead (e.g. the DDP module from
+        ``accelerator.prepare``, so backward passes synchronise gradients); sampling always uses the bare
+        :attr:`model`.
         """
         if micro_batch_tokens is None:
-            return self._forward(prompt_ids, response_ids, with_entropy)
+            return self._forward(prompt_ids, response_ids, with_entropy, module)
         r_max = max((len(r) for r in response_ids), default=0)
         parts: list[TokenLogprobs] = []
         order: list[int] = []
         for mb in iter_micro_batches(prompt_ids, response_ids, micro_batch_tokens):
-            res = self._forward(mb.prompt_ids, mb.response_ids, with_entropy)
+            res = self._forward(mb.prompt_ids, mb.response_ids, with_entropy, module)
             parts.append(TokenLogprobs(*(None if t is None else _pad_cols(t, r_max) for t in res)))
             order.extend(mb.indices)
         inverse = torch.empty(len(order), dtype=torch.long)
@@ -413,7 +417,11 @@ class Policy:
         )
 
     def _forward(
-        self, prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]], with_entropy: bool
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        response_ids: Sequence[Sequence[int]],
+        with_entropy: bool,
+        module: nn.Module | None = None,
     ) -> TokenLogprobs:
         if len(prompt_ids) != len(response_ids):
             raise ValueError("prompt_ids and response_ids must have the same length")
@@ -426,7 +434,7 @@ class Policy:
             empty = torch.zeros(batch, 0, device=self.device)
             return TokenLogprobs(empty, empty if with_entropy else None, mask)
         ids, attn, pos = self._batch(prompt_ids, response_ids)
-        out = self.model(
+        out = (module or self.model)(
             input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False, logits_to_keep=r_max + 1
         )
         logits = out.logits[:, :-1].float()  # position t predicts response token t

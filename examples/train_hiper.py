@@ -1,0 +1,255 @@
+"""HiPER vs GRPO vs PPO on PilotALFWorldSmall-v0 with the offline tiny model, on CPU, at equal env steps.
+
+All three use the GRPO example's recipe (``RECIPE`` of examples/train_grpo.py, read at run time): the same
+env setting (small scenes, its task types), the same tiny model (same tokenizer, same initial weights), the
+same SFT warm start (episodes, steps, schedule; each method in its own answer format: ``hiper`` for HiPER,
+``think_action`` with the milestone as thought for GRPO and PPO), the same learning rate and episodes per
+iteration, and the same budget of RL env steps (default: the most the GRPO example's RL can use,
+iterations x episodes x turn cap). PPO and HiPER add a critic (learning rate 10x the actor's, the paper's
+ratio) and play each task once instead of in groups of 8. Then every valid_unseen task of those types is
+played at temperature 0.4. Each method runs in its own process (its own wall time and peak RSS),
+``--parallel`` of them at a time.
+
+    python examples/train_hiper.py --quick                       # smoke run (a few minutes)
+    nice -n 10 python examples/train_hiper.py --parallel 3       # the measured run of docs/trainers/hiper.md
+    nice -n 10 python examples/train_hiper.py --all-types        # all six task types (two-object, look too)
+
+Writes ``<out>/<method>/`` run folders (metrics.jsonl, transcripts, learning curves), ``<out>/results.json``,
+``<out>/results.md`` (the tables) and ``<img>/hiper_success.png`` (valid_unseen success per task type,
+after SFT and after RL) and ``<img>/hiper_curves.png`` (training success, return and invalid actions
+against env steps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+METHODS = ("grpo", "ppo", "hiper")
+TYPES = ("pick_and_place_simple", "look_at_obj_in_light", "pick_clean_then_place_in_recep",
+         "pick_heat_then_place_in_recep", "pick_cool_then_place_in_recep", "pick_two_obj_and_place")
+GRPO_EXAMPLE = Path(__file__).resolve().parent / "train_grpo.py"
+
+
+def grpo_recipe() -> dict:
+    """``RECIPE`` of examples/train_grpo.py (the GRPO example); its ``main`` is not run."""
+    import runpy
+
+    return dict(runpy.run_path(str(GRPO_EXAMPLE), run_name="grpo_example")["RECIPE"])
+
+
+def settings(method: str, quick: bool, all_types: bool) -> dict:
+    """The GRPO example's recipe for every method (env, tiny model, SFT warm start, lr, episodes per
+    iteration, evaluation), plus what is specific to each method."""
+    recipe = grpo_recipe()
+    episodes = recipe["tasks_per_iteration"] * recipe["group_size"]
+    shared = {k: v for k, v in recipe.items() if k not in ("output_dir", "iterations", "save_every")}
+    shared.update(iterations=100_000, tensorboard=False, progress_bar=False, save_final_model=False)
+    if all_types:
+        shared["env_kwargs"] = {k: v for k, v in shared.get("env_kwargs", {}).items() if k != "task_types"}
+    critic = dict(tasks_per_iteration=episodes, group_size=1, critic_lr=10 * recipe["lr"])
+    per_method = {
+        "grpo": {},
+        "ppo": critic,
+        "hiper": {**critic, "prompt_format": "hiper", "invalid_action_penalty": 0.0, "invalid_penalty":
+                  recipe.get("invalid_action_penalty", 0.1),
+                  "instruction": "Answer with <switch>KEEP or SWITCH</switch><subgoal>...</subgoal><action>...</action>."},
+    }
+    quick_kw = dict(sft_episodes=40, sft_steps=40, sft_warmup_steps=5, max_turns=6, eval_max_turns=6, eval_tasks=12,
+                    num_envs=16, tiny_corpus_episodes=60)
+    return {**shared, **per_method[method], **(quick_kw if quick else {})}
+
+
+def default_budget(quick: bool) -> int:
+    """The most env steps the GRPO example's RL can use: iterations x episodes x turn cap."""
+    r = grpo_recipe()
+    return 300 if quick else r["iterations"] * r["tasks_per_iteration"] * r["group_size"] * r["max_turns"]
+
+
+def _trainer(method: str):
+    from trainers.grpo import GRPOConfig, GRPOTrainer
+    from trainers.hiper import HiPERConfig, HiPERTrainer
+    from trainers.ppo import PPOConfig, PPOTrainer
+
+    return {"grpo": (GRPOConfig, GRPOTrainer), "ppo": (PPOConfig, PPOTrainer),
+            "hiper": (HiPERConfig, HiPERTrainer)}[method]
+
+
+def run_one(method: str, out: Path, budget: int, quick: bool, seed: int, all_types: bool) -> dict:
+    """Train one method until ``budget`` RL env steps (whole iterations), evaluate, return the summary."""
+    import torch
+
+    torch.set_num_threads(1)
+    from trainers.hiper.memory import measured_tensor_bytes
+
+    config_cls, trainer_cls = _trainer(method)
+
+    class Budgeted(trainer_cls):  # stop after the iteration that reaches the env-step budget
+        def on_step_end(self, batch, metrics):
+            super().on_step_end(batch, metrics)
+            if self.env_steps_total >= budget:
+                self.config.iterations = self.step + 1
+
+    kwargs = {**settings(method, quick, all_types), "seed": seed, "output_dir": str(out / method)}
+    t0 = time.perf_counter()
+    trainer = Budgeted(config_cls(**kwargs))
+    last = trainer.train()
+    wall = time.perf_counter() - t0
+    tensors = {"policy": measured_tensor_bytes(trainer.policy.model, trainer.optimizer)}
+    if hasattr(trainer, "critic"):
+        tensors["critic"] = measured_tensor_bytes(trainer.critic, trainer.critic_optimizer)
+    if trainer.ref_model is not None:
+        tensors["reference"] = measured_tensor_bytes(trainer.ref_model)
+    return {
+        "method": method, "config": kwargs, "wall_s": wall, "iterations": trainer.step,
+        "env_steps": trainer.env_steps_total, "eval": trainer.eval_history,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "tensor_bytes": tensors,
+        "last": {k: v for k, v in last.items() if isinstance(v, float)},
+    }
+
+
+# ------------------------------------------------------------------------------------------ reporting
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def tables(results: dict[str, dict]) -> str:
+    """Markdown: success per task type after SFT and after RL, and the run costs."""
+    methods = [m for m in METHODS if m in results]
+    first = results[methods[0]]["eval"][0]["by_type"]
+    lines = ["| task type | n | " + " | ".join(f"{m} SFT | {m} RL" for m in methods) + " |",
+             "|---|---|" + "---|---|" * len(methods)]
+    for t in [*TYPES, "all"]:
+        if t not in first:
+            continue
+        cells = []
+        for m in methods:
+            ev = results[m]["eval"]
+            cells += [_pct(ev[0]["by_type"].get(t, {}).get("success")), _pct(ev[-1]["by_type"].get(t, {}).get("success"))]
+        lines.append(f"| {t} | {int(first[t]['n'])} | " + " | ".join(cells) + " |")
+    lines += ["", "| method | RL iterations | RL env steps | wall time (incl. SFT + 2 evals) | peak RSS | "
+              "final progress (valid_unseen) |", "|---|---|---|---|---|---|"]
+    for m in methods:
+        r = results[m]
+        prog = r["eval"][-1]["by_type"]["all"]["progress"]
+        lines.append(f"| {m} | {r['iterations']} | {r['env_steps']:,} | {r['wall_s'] / 60:.1f} min | "
+                     f"{r['peak_rss_mb']:.0f} MB | {prog:.3f} |")
+    return "\n".join(lines)
+
+
+def plots(results: dict[str, dict], out: Path, img: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from trainers.core.logger import read_metrics
+
+    methods = [m for m in METHODS if m in results]
+    img.mkdir(parents=True, exist_ok=True)
+    types = [t for t in [*TYPES, "all"] if t in results[methods[0]]["eval"][-1]["by_type"]]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True)
+    width = 0.8 / len(methods)
+    for ax, (stage, idx) in zip(axes, (("after SFT", 0), ("after RL", -1)), strict=True):
+        for k, m in enumerate(methods):
+            by = results[m]["eval"][idx]["by_type"]
+            ax.bar([i + k * width for i in range(len(types))], [100 * by[t]["success"] for t in types], width,
+                   label=m)
+        ax.set_xticks([i + width * (len(methods) - 1) / 2 for i in range(len(types))])
+        ax.set_xticklabels([t.replace("_then_place_in_recep", "").replace("_and_place", "").replace("pick_", "")
+                            for t in types], rotation=20, fontsize=8)
+        ax.set_title(f"valid_unseen success, {stage}", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("success (%)")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    bars = img / "hiper_success.png"
+    fig.savefig(bars, dpi=110)
+    plt.close(fig)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    for key, ax in zip(("env/success_rate", "env/return", "env/invalid_action_rate"), axes, strict=True):
+        for m in methods:
+            recs = [r for r in read_metrics(out / m / "metrics.jsonl") if key in r and "env/steps_total" in r]
+            ax.plot([r["env/steps_total"] for r in recs], [r[key] for r in recs], label=m)
+        ax.set_title(f"training {key}", fontsize=10)
+        ax.set_xlabel("env steps", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    curves = img / "hiper_curves.png"
+    fig.savefig(curves, dpi=110)
+    plt.close(fig)
+    return [bars, curves]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="smoke run: tiny budget, a few eval tasks")
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of grpo,ppo,hiper")
+    p.add_argument("--env-steps", type=int, default=None,
+                   help="RL env-step budget per method (default: the most the GRPO example can use)")
+    p.add_argument("--all-types", action="store_true",
+                   help="train and evaluate on all six task types (the GRPO example uses four)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--parallel", type=int, default=1, help="methods trained at the same time (one process each)")
+    p.add_argument("--out", default="runs/hiper_example")
+    p.add_argument("--img", default=None, help="plot folder (default: docs/img, or <out> with --quick)")
+    p.add_argument("--report", action="store_true", help="only aggregate the result.json files already in --out")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    out = Path(a.out)
+    budget = a.env_steps or default_budget(a.quick)
+    if a.worker == "prepare":  # build the cached tiny model once, before parallel workers would race for it
+        config_cls, trainer_cls = _trainer("grpo")
+        trainer_cls(config_cls(**{**settings("grpo", a.quick, a.all_types), "seed": a.seed, "output_dir": str(out / "prepare")}))
+        return
+    if a.worker:
+        res = run_one(a.worker, out, budget, a.quick, a.seed, a.all_types)
+        (out / a.worker / "result.json").write_text(json.dumps(res, indent=1, default=str))
+        return
+    methods = [m for m in a.methods.split(",") if m]
+    if unknown := set(methods) - set(METHODS):
+        p.error(f"unknown methods {sorted(unknown)}")
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    flags = [*(["--quick"] if a.quick else []), *(["--all-types"] if a.all_types else [])]
+    if not a.report:
+        subprocess.run([sys.executable, __file__, "--worker", "prepare", "--out", str(out), *flags], env=env,
+                       check=True)
+    pending, running = ([] if a.report else list(methods)), []
+    while pending or running:
+        while pending and len(running) < a.parallel:
+            m = pending.pop(0)
+            (out / m).mkdir(parents=True, exist_ok=True)
+            cmd = [sys.executable, __file__, "--worker", m, "--out", str(out), "--env-steps", str(budget),
+                   "--seed", str(a.seed), *flags]
+            log = open(out / m / "stdout.log", "w")  # noqa: SIM115 (closed when the worker ends)
+            running.append((m, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
+            print(f"started {m}", flush=True)
+        time.sleep(2)
+        for item in list(running):
+            m, proc, log = item
+            if proc.poll() is not None:
+                log.close()
+                running.remove(item)
+                print(f"{m} finished (exit {proc.returncode})", flush=True)
+                if proc.returncode:
+                    sys.exit(f"{m} failed: see {out / m / 'stdout.log'}")
+    results = {m: json.loads((out / m / "result.json").read_text()) for m in methods}
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    md = tables(results)
+    (out / "results.md").write_text(md + "\n")
+    img = Path(a.img) if a.img else (out if a.quick else Path("docs/img"))
+    for path in plots(results, out, img):
+        print("wrote", path)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""Batched rollouts: group sampling, typed records, logprobs, truncation, vector envs, TurnBatch, transcripts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+import torch
+
+import pilot_envs  # noqa: F401
+from trainers.core.advantages import AdvantageConfig
+from trainers.core.logger import save_transcripts
+from trainers.core.policy import Policy
+from trainers.core.registry import ADVANTAGES
+from trainers.core.rollout import (
+    AgentSpec,
+    PromptRenderer,
+    RolloutCollector,
+    TaskSpec,
+    expand_groups,
+    flat_turns,
+    turn_batch,
+)
+from trainers.core.sft import expert_corpus
+from trainers.core.tiny import resolve_model, tiny_corpus_from_texts
+
+ENV = "PilotALFWorldSmall-v0"
+KW = {"reward_mode": "progress", "invalid_action_penalty": 0.1}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory: pytest.TempPathFactory) -> Policy:
+    corpus = expert_corpus(gym.make(ENV), [TaskSpec(i, {"split": "train"}) for i in range(20)])
+    path = resolve_model("tiny", tmp_path_factory.mktemp("cache"), corpus=tiny_corpus_from_texts(corpus),
+                         hidden=32, layers=1, heads=2)
+    return Policy.from_pretrained(path, seed=0)
+
+
+AGENT = AgentSpec(max_new_tokens=12, max_turns=3, history_window=1, temperature=1.0)
+
+
+def _collect(policy: Policy, envs, tasks, seed: int = 0, agent: AgentSpec = AGENT):
+    gen = torch.Generator().manual_seed(seed)
+    return RolloutCollector(policy, envs, agent, generator=gen).collect(tasks)
+
+
+def test_groups_share_a_task_and_records_are_consistent(policy: Policy) -> None:
+    tasks = expand_groups([TaskSpec(11, {"split": "train"}), TaskSpec(12, {"split": "train"})], 3)
+    assert [t.group_id for t in tasks] == [0, 0, 0, 1, 1, 1]
+    envs = [gym.make(ENV, **KW) for _ in range(4)]  # fewer envs than rollouts: two waves
+    trajs, stats = _collect(policy, envs, tasks)
+    assert len(trajs) == 6 and len({t.traj_id for t in trajs}) == 6
+    assert len({t.task_id for t in trajs[:3]}) == 1 and len({t.task_id for t in trajs[3:]}) == 1
+    assert trajs[0].task_id != trajs[3].task_id
+    assert stats.env_steps == sum(len(t) for t in trajs) and stats.generated_tokens > 0
+    for traj in trajs:
+        assert 1 <= len(traj) <= AGENT.max_turns
+        assert traj.terminated or traj.truncated
+        assert (traj.next_prompt_ids is None) == traj.terminated
+        for k, turn in enumerate(traj.turns):
+            assert turn.turn_idx == k and turn.traj_id == traj.traj_id and turn.group_id == traj.group_id
+            assert len(turn.response_ids) == len(turn.old_logprobs) == len(turn.response_mask) > 0
+            assert turn.full_mask() == [0] * len(turn.prompt_ids) + [1] * len(turn.response_ids)
+            assert turn.observation in policy.decode(turn.prompt_ids)
+            assert turn.done == (traj.terminated and k == len(traj) - 1)
+            assert isinstance(turn.state_hash, str) and turn.state_hash
+        # the first turn acted in the reset state; the state changes only with valid actions
+        for prev, nxt in zip(traj.turns, traj.turns[1:], strict=False):
+            assert (nxt.state_hash == prev.state_hash) or prev.action_valid
+    # identical tasks start identically: same first prompt inside a group
+    assert trajs[0].turns[0].prompt_ids == trajs[1].turns[0].prompt_ids == trajs[2].turns[0].prompt_ids
+
+
+def test_old_logprobs_match_a_fresh_forward(policy: Policy) -> None:
+    trajs, _ = _collect(policy, [gym.make(ENV, **KW) for _ in range(2)], [TaskSpec(3, {"split": "train"})] * 2)
+    turns = flat_turns(trajs)
+    out = policy.forward_logprobs([t.prompt_ids for t in turns], [t.response_ids for t in turns])
+    for i, t in enumerate(turns):
+        got = out.logprobs[i, : len(t.response_ids)]
+        assert torch.allclose(got, torch.tensor(t.old_logprobs), atol=1e-4)
+
+
+def test_same_seed_same_rollouts_and_vector_env_equals_list(policy: Policy) -> None:
+    tasks = expand_groups([TaskSpec(5, {"split": "train"}), TaskSpec(6, {"split": "train"})], 2)
+    a, _ = _collect(policy, [gym.make(ENV, **KW) for _ in range(4)], tasks, seed=3)
+    b, _ = _collect(policy, [gym.make(ENV, **KW) for _ in range(4)], tasks, seed=3)
+    vec = gym.make_vec(ENV, num_envs=4, vectorization_mode="sync", **KW)
+    c, _ = _collect(policy, vec, tasks, seed=3)
+    for x, y, z in zip(a, b, c, strict=True):
+        assert [t.response_ids for t in x.turns] == [t.response_ids for t in y.turns] == [t.response_ids for t in z.turns]
+        assert [t.reward for t in x.turns] == [t.reward for t in z.turns]
+        assert [t.state_hash for t in x.turns] == [t.state_hash for t in z.turns]
+        assert (x.won, x.task_id) == (z.won, z.task_id)
+    with pytest.raises(ValueError, match="one options dict"):
+        _collect(policy, vec, [TaskSpec(0, {"split": "train", "task_index": i}) for i in range(2)])
+
+
+def test_turn_batch_feeds_the_registered_estimators(policy: Policy) -> None:
+    tasks = expand_groups([TaskSpec(8, {"split": "train"})], 4)
+    trajs, _ = _collect(policy, [gym.make(ENV, **KW) for _ in range(4)], tasks, seed=1)
+    batch = turn_batch(trajs)
+    n = sum(len(t) for t in trajs)
+    assert batch.num_turns == n and batch.state_keys is not None and len(batch.state_keys) == n
+    assert torch.equal(batch.rewards, torch.tensor([t.reward for t in flat_turns(trajs)]))
+    adv = ADVANTAGES.get("grpo")(batch, AdvantageConfig()).advantages
+    returns = torch.tensor([t.total_reward for t in trajs])
+    expected = (returns - returns.mean()) / (returns.std() + 1e-6)
+    per_traj = torch.repeat_interleave(expected, torch.tensor([len(t) for t in trajs]))
+    assert torch.allclose(adv, per_traj, atol=1e-5)
+    ADVANTAGES.get("gigpo")(batch, AdvantageConfig())  # state keys present: GiGPO runs on rollouts
+
+
+def test_prompts_respect_the_budget_and_task_reminder(policy: Policy) -> None:
+    env = gym.make(ENV)
+    obs, _ = env.reset(seed=0, options={"split": "train"})
+    history = [(obs["text"], "look")] * 5
+    short = PromptRenderer(policy, AgentSpec(max_prompt_tokens=120, history_window=5))(obs, history, None)
+    assert len(short) <= 120
+    text = PromptRenderer(policy, AgentSpec(task_reminder=True, instruction="Answer now."))
+    rendered = text.text(obs, [], None)
+    assert rendered.rstrip().endswith(f"Your task is to: {obs['task']}" + "</s>\n<|assistant|>")
+    assert "Answer now." in rendered and "step-by-step" not in rendered
+
+
+def test_transcripts_are_jsonl_written_atomically(policy: Policy, tmp_path: Path) -> None:
+    trajs, _ = _collect(policy, [gym.make(ENV, **KW)], [TaskSpec(2, {"split": "train"})])
+    path = save_transcripts(trajs, tmp_path / "t" / "x.jsonl", policy.tokenizer)
+    lines = path.read_text().splitlines()
+    rec = json.loads(lines[0])
+    assert len(lines) == 1 and rec["task_id"] == trajs[0].task_id and len(rec["turns"]) == len(trajs[0])
+    assert rec["turns"][0]["response"] == trajs[0].turns[0].response_text and "prompt" in rec["turns"][0]
+    assert [p.name for p in path.parent.iterdir()] == ["x.jsonl"]

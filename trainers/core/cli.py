@@ -1,0 +1,185 @@
+"""``python -m trainers <method> [--field value ...]``: a command line generated from the config dataclasses.
+
+Every field of a method's config becomes an option (``env_kwargs`` -> ``--env-kwargs``) whose help is the
+docstring under the field; types come from the annotations: ``bool`` -> ``--flag/--no-flag``, ``X | None``
+accepts ``none``, ``tuple[str, ...]`` takes several values, ``dict`` takes JSON. ``--config run.json`` loads
+fields from a JSON file first (the command line wins). Methods are registered by name in :data:`TRAINERS`
+(string entry points, so ``--help`` imports no torch); :func:`config_table` renders the same fields as the
+Markdown table the docs show (``python -m trainers <method> --config-table``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib
+import inspect
+import itertools
+import json
+import sys
+import textwrap
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import MISSING, fields, is_dataclass
+from typing import Any
+
+__all__ = ["TRAINERS", "build_parser", "config_from_args", "config_table", "field_docs", "main", "register_trainer"]
+
+TRAINERS: dict[str, tuple[str, str]] = {
+    "grpo": ("trainers.grpo.config:GRPOConfig", "trainers.grpo.trainer:GRPOTrainer"),
+    "ppo": ("trainers.ppo.config:PPOConfig", "trainers.ppo.trainer:PPOTrainer"),
+}
+"""Method name -> (config class, trainer class) entry points ``module:attribute``."""
+
+
+def register_trainer(name: str, config: str, trainer: str) -> None:
+    """Add a method to the CLI (entry points as ``"package.module:Class"``)."""
+    TRAINERS[name] = (config, trainer)
+
+
+def _load(entry: str) -> Any:
+    module, _, attr = entry.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """``{field: docstring}`` from the string literal under each field (subclasses override parents)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for a, b in itertools.pairwise(body):
+            if (isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name) and isinstance(b, ast.Expr)
+                    and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str)):
+                docs[a.target.id] = " ".join(inspect.cleandoc(b.value.value).split())
+    return docs
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return (rest[0] if len(rest) == 1 else str), True
+    return tp, False
+
+
+def _parser_for(tp: Any, optional: bool) -> Any:
+    base = {int: int, float: float, str: str}.get(tp)
+    if typing.get_origin(tp) is dict or tp is dict:
+        base = json.loads
+    if base is None:
+        raise TypeError(f"no command-line parser for type {tp!r}")
+
+    def parse(text: str) -> Any:
+        if optional and text.lower() in ("none", "null"):
+            return None
+        return base(text)
+
+    parse.__name__ = getattr(base, "__name__", "value")
+    return parse
+
+
+def _type_name(tp: Any) -> str:
+    inner, optional = _unwrap_optional(tp)
+    name = getattr(inner, "__name__", str(inner)).replace("typing.", "")
+    if typing.get_origin(inner) is tuple:
+        name = f"tuple[{getattr(typing.get_args(inner)[0], '__name__', 'str')}, ...]"
+    elif typing.get_origin(inner) is dict:
+        name = "dict"
+    return f"{name} | None" if optional else name
+
+
+def _default(f: Any) -> Any:
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return None
+
+
+def build_parser(config_cls: type, prog: str | None = None, description: str | None = None) -> argparse.ArgumentParser:
+    """An ``ArgumentParser`` with one option per field of ``config_cls``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--config", default=None, help="JSON file of config fields (the command line overrides it)")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+    docs = field_docs(config_cls)
+    hints = typing.get_type_hints(config_cls)
+    for f in fields(config_cls):
+        tp, optional = _unwrap_optional(hints[f.name])
+        flag = "--" + f.name.replace("_", "-")
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": docs.get(f.name, "")}
+        if tp is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+        elif typing.get_origin(tp) is tuple:
+            parser.add_argument(flag, nargs="*", type=str, metavar="VALUE", **kwargs)
+        else:
+            parser.add_argument(flag, type=_parser_for(tp, optional), metavar=_type_name(hints[f.name]).upper().split()[0],
+                                **kwargs)
+    return parser
+
+
+def config_from_args(config_cls: type, argv: Sequence[str] | None = None, prog: str | None = None) -> Any:
+    """Parse ``argv`` into ``config_cls`` (validated by its ``__post_init__``)."""
+    parser = build_parser(config_cls, prog=prog)
+    ns = vars(parser.parse_args(argv))
+    values: dict[str, Any] = {}
+    path = ns.pop("config")
+    show = ns.pop("print_config")
+    if path:
+        with open(path, encoding="utf-8") as fh:
+            values.update(json.load(fh))
+    values.update(ns)
+    known = {f.name for f in fields(config_cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        parser.error(f"unknown config fields {unknown}")
+    for name in ("stop_strings",):
+        if name in values and isinstance(values[name], list):
+            values[name] = tuple(values[name])
+    config = config_cls(**values)
+    if show:
+        print(json.dumps(config.__dict__, indent=1, default=str))
+        raise SystemExit(0)
+    return config
+
+
+def config_table(config_cls: type) -> str:
+    """A Markdown table of the config's fields: name, type, default, description."""
+    docs = field_docs(config_cls)
+    hints = typing.get_type_hints(config_cls)
+    lines = ["| field | type | default | description |", "|---|---|---|---|"]
+    for f in fields(config_cls):
+        default = json.dumps(_default(f), default=str)
+        desc = docs.get(f.name, "").replace("|", "\\|")
+        lines.append(f"| `{f.name}` | `{_type_name(hints[f.name])}` | `{default}` | {desc} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m trainers <method> [options]``: train with the method's trainer."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    methods = ", ".join(sorted(TRAINERS))
+    if not args or args[0] in ("-h", "--help") or args[0] not in TRAINERS:
+        print(f"usage: python -m trainers {{{methods}}} [options]\n\n"
+              f"Train an LLM agent with one of the methods: {methods}.\n"
+              "`python -m trainers <method> --help` lists the method's options.")
+        return 0 if args and args[0] in ("-h", "--help") else 2
+    method, rest = args[0], args[1:]
+    config_entry, trainer_entry = TRAINERS[method]
+    if "--config-table" in rest:  # the Markdown table of the docs
+        print(config_table(_load(config_entry)))
+        return 0
+    config = config_from_args(_load(config_entry), rest, prog=f"python -m trainers {method}")
+    trainer = _load(trainer_entry)(config)
+    metrics = trainer.train()
+    if trainer.is_main:
+        shown = {k: round(v, 4) for k, v in sorted(metrics.items()) if k.startswith(("eval/", "env/success"))}
+        print(json.dumps(shown, indent=1))
+    return 0

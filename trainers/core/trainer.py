@@ -1,0 +1,432 @@
+"""The loop every RL trainer shares, as small overridable hooks.
+
+One iteration reads top to bottom (:meth:`Trainer.train_step`)::
+
+    tasks = self.sample_tasks()                      # G rollouts per task (group sampling)
+    trajs = self.collect(tasks)                      # batched multi-turn rollouts
+    batch = self.make_batch(trajs)                   # one row per turn: prompt, response, old logprobs
+    batch.rewards = self.score(batch)                # per-turn rewards [N]
+    adv = self.compute_advantages(batch)             # ADVANTAGES[config.advantage](TurnBatch, cfg)
+    batch.advantages = self.token_advantages(batch, adv)   # per-token advantages [N, T]
+    batch.weights = self.token_weights(batch)        # per-token loss weights [N, T] (0 = not trained)
+    stats = self.update(batch)                       # loss_terms per micro-batch -> optimizer step(s)
+    metrics = self.metrics(batch, stats)             # env/*, losses/*, policy/*, perf/*
+
+Method trainers override hooks, never the loop: PilotRL (``sample_tasks``/``score``/``token_weights`` per
+stage), HiPER (``compute_advantages``/``token_advantages`` with a 3-head critic, ``update_critic``), EPO
+(``loss_terms`` plus ``on_step_end``). Distributed training goes through Accelerate (DDP): every process
+plays its own tasks, gradients are averaged, so replicas stay identical.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch
+from torch import Tensor
+
+from trainers.core.advantages import AdvantageConfig, AdvantageOutput, TurnBatch, standardise
+from trainers.core.config import TrainerConfig
+from trainers.core.logger import RunLogger
+from trainers.core.losses import entropy_bonus, kl_low_var, masked_mean
+from trainers.core.policy import Policy, TokenLogprobs
+from trainers.core.registry import ADVANTAGES, LOSSES
+from trainers.core.rollout import (
+    AgentSpec,
+    RolloutCollector,
+    RolloutStats,
+    TaskSpec,
+    Trajectory,
+    Turn,
+    expand_groups,
+    flat_turns,
+    turn_batch,
+)
+from trainers.core.runtime import RuntimeMixin
+
+__all__ = ["RLBatch", "Trainer"]
+
+
+def _pad(rows: Sequence[Sequence[float]], width: int, value: float = 0.0) -> Tensor:
+    out = torch.full((len(rows), width), value, dtype=torch.float32)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(list(r), dtype=torch.float32)
+    return out
+
+
+@dataclass
+class RLBatch:
+    """Every turn of an iteration as one training row (trajectory-major, turn-minor)."""
+
+    trajectories: list[Trajectory]
+    turns: list[Turn]
+    prompt_ids: list[list[int]]
+    response_ids: list[list[int]]
+    old_logprobs: Tensor
+    """[N, T] sampling log-probs, 0 on padding."""
+    mask: Tensor
+    """[N, T] bool: policy tokens (the turns' ``response_mask``)."""
+    turn_idx: Tensor
+    """[N] turn index of each row."""
+    rewards: Tensor | None = None
+    """[N] per-turn rewards from :meth:`Trainer.score`."""
+    advantages: Tensor | None = None
+    """[N, T] per-token advantages."""
+    weights: Tensor | None = None
+    """[N, T] float per-token loss weights (0 = untrained)."""
+    ref_logprobs: Tensor | None = None
+    """[N, T] reference log-probs (when ``kl_coef > 0``)."""
+    adv_output: AdvantageOutput | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+    """Trainer-specific per-row data (values, returns, tag masks ...)."""
+
+    def __len__(self) -> int:
+        return len(self.turns)
+
+
+class Trainer(RuntimeMixin):
+    """Base RL trainer: subclass, set ``config_class``, override hooks.
+
+    Args:
+        config: the trainer's config dataclass.
+        env_fn: builds one env (default ``gym.make(config.env, **self.env_kwargs())``).
+        policy: an already built :class:`Policy` (default: loaded from ``config.model``).
+        accelerator: an ``accelerate.Accelerator`` (default: a new one from the config).
+    """
+
+    config_class: type[TrainerConfig] = TrainerConfig
+    name = "base"
+
+    def __init__(
+        self,
+        config: TrainerConfig,
+        *,
+        env_fn: Callable[[], gym.Env] | None = None,
+        policy: Policy | None = None,
+        accelerator: Any = None,
+    ) -> None:
+        self.config = config
+        self.setup_runtime(env_fn, policy, accelerator)
+        cfg = config
+        self.agent = self.agent_spec()
+        self.envs = [self.env_fn() for _ in range(cfg.num_envs)]
+        self.collector = RolloutCollector(
+            self.policy, self.envs, self.agent, generator=self.generator, autocast=self.accelerator.autocast
+        )
+        self.ref_model = None
+        if cfg.kl_coef > 0:
+            self.ref_model = copy.deepcopy(self.policy.model).requires_grad_(False).eval()
+        self.setup()
+
+    # ================================================================================== setup hooks
+    def setup(self) -> None:
+        """Build method-specific parts (critics, histories). Called at the end of ``__init__``."""
+
+    def agent_spec(self) -> AgentSpec:
+        """Prompt format and sampling settings of training rollouts."""
+        cfg = self.config
+        return AgentSpec(
+            prompt_format=cfg.prompt_format,
+            history_window=cfg.history_window,
+            max_prompt_tokens=cfg.max_prompt_tokens,
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            stop_strings=tuple(cfg.stop_strings),
+            max_turns=cfg.max_turns,
+            instruction=cfg.instruction,
+            task_reminder=cfg.task_reminder,
+        )
+
+    def advantage_config(self) -> AdvantageConfig:
+        cfg = self.config
+        return AdvantageConfig(gamma=cfg.gamma, lam=cfg.lam, norm_by_std=cfg.norm_by_std)
+
+    def on_warm_start_end(self) -> None:
+        """After SFT: the KL reference becomes the warm-started policy (PPO also re-copies its critic)."""
+        if self.ref_model is not None:
+            self.ref_model.load_state_dict(self.policy.model.state_dict())
+
+    # =================================================================================== the loop
+    def train(self) -> dict[str, float]:
+        """Warm start (SFT) and evaluate, then ``iterations`` RL iterations; returns the last metrics.
+
+        With ``resume`` the newest checkpoint is loaded and the run continues exactly where it stopped.
+        """
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        resumed = self.try_resume()
+        self.logger = RunLogger(self.run_dir, tensorboard=cfg.tensorboard, enabled=self.is_main,
+                                resume_step=self.step if resumed else None)
+        last: dict[str, float] = {}
+        if not resumed:
+            sft = self.warm_start()
+            if sft:
+                self.on_warm_start_end()
+            last = {**sft, **self.evaluate(step=0)}
+            if last:
+                self.logger.log(last, step=0)
+        bar = tqdm(total=cfg.iterations, initial=self.step, desc=self.name, disable=not (self.is_main and cfg.progress_bar))
+        while self.step < cfg.iterations:
+            metrics = self.global_mean(self.train_step())
+            self.step += 1
+            self.env_steps_total += round(metrics["env/steps"] * self.accelerator.num_processes)
+            metrics["env/steps_total"] = float(self.env_steps_total)  # all processes
+            if self.step == cfg.iterations or (cfg.eval_every and self.step % cfg.eval_every == 0):
+                metrics.update(self.evaluate(self.step))
+            self.logger.log(metrics, self.step)
+            if self.step == cfg.iterations or (cfg.save_every and self.step % cfg.save_every == 0):
+                self.save()
+            bar.update(1)
+            bar.set_postfix(success=f"{metrics['env/success_rate']:.2f}", ret=f"{metrics['env/return']:.2f}")
+            last = metrics
+        bar.close()
+        self.finish()
+        return last
+
+    def finish(self) -> None:
+        """Learning curves, the final model (Hugging Face format), close the logger."""
+        if self.is_main and self.logger is not None:
+            self.logger.plot(title=f"{self.name} on {self.config.env}")
+            if self.config.save_final_model:
+                self.policy.save(self.run_dir / "final")
+        if self.logger is not None:
+            self.logger.close()
+        self.accelerator.wait_for_everyone()
+
+    def train_step(self) -> dict[str, float]:
+        """One iteration: collect -> score -> advantages -> loss -> step; returns its metrics."""
+        t0 = time.perf_counter()
+        tasks = self.sample_tasks()
+        trajs = self.collect(tasks)
+        self.save_iteration_transcripts(trajs)
+        batch = self.make_batch(trajs)
+        batch.rewards = self.score(batch)
+        batch.adv_output = self.compute_advantages(batch)
+        batch.advantages = self.token_advantages(batch, batch.adv_output)
+        batch.weights = self.token_weights(batch)
+        t1 = time.perf_counter()
+        stats = self.update(batch)
+        stats["perf/update_s"] = time.perf_counter() - t1
+        stats["perf/iteration_s"] = time.perf_counter() - t0
+        metrics = self.metrics(batch, stats)
+        self.on_step_end(batch, metrics)
+        return metrics
+
+    # ---------------------------------------------------------------------------------- collect
+    def sample_tasks(self) -> list[TaskSpec]:
+        """``tasks_per_iteration`` tasks (a seed each, options ``{"split": train_split}``), each repeated
+        ``group_size`` times with a shared group id."""
+        cfg = self.config
+        seeds = self.task_rng.integers(0, 2**31 - 1, size=cfg.tasks_per_iteration)
+        opts = {"split": cfg.train_split} if cfg.train_split else None
+        first = self.step * cfg.tasks_per_iteration
+        return expand_groups([TaskSpec(int(s), opts) for s in seeds], cfg.group_size, first_group=first)
+
+    def collect(self, tasks: Sequence[TaskSpec]) -> list[Trajectory]:
+        """Play the tasks with the current policy (batched, lockstep)."""
+        self.policy.train(False)
+        trajs, stats = self.collector.collect(tasks)
+        self.rollout_stats = stats
+        return trajs
+
+    def make_batch(self, trajs: list[Trajectory]) -> RLBatch:
+        turns = flat_turns(trajs)
+        width = max((len(t.response_ids) for t in turns), default=0)
+        mask = _pad([t.response_mask for t in turns], width) > 0
+        batch = RLBatch(
+            trajectories=trajs,
+            turns=turns,
+            prompt_ids=[t.prompt_ids for t in turns],
+            response_ids=[t.response_ids for t in turns],
+            old_logprobs=_pad([t.old_logprobs for t in turns], width),
+            mask=mask,
+            turn_idx=torch.tensor([t.turn_idx for t in turns], dtype=torch.long),
+        )
+        if self.ref_model is not None:
+            batch.ref_logprobs = self.forward_no_grad(Policy(self.ref_model, self.policy.tokenizer), batch)
+        return batch
+
+    # ------------------------------------------------------------------------------------ score
+    def score(self, batch: RLBatch) -> Tensor:
+        """Per-turn rewards [N]: the env reward minus ``format_penalty`` on malformed responses."""
+        pen = self.config.format_penalty
+        return torch.tensor([t.reward - pen * (not t.format_ok) for t in batch.turns], dtype=torch.float32)
+
+    # ------------------------------------------------------------------------------- advantages
+    def advantage_batch(self, batch: RLBatch) -> TurnBatch:
+        """The estimator's input (critic trainers add ``values`` / ``last_values`` here)."""
+        return turn_batch(batch.trajectories, batch.rewards)
+
+    def compute_advantages(self, batch: RLBatch) -> AdvantageOutput:
+        """The registered estimator named ``config.advantage`` (optionally batch-standardised)."""
+        out = ADVANTAGES.get(self.config.advantage)(self.advantage_batch(batch), self.advantage_config())
+        if self.config.normalize_advantages:
+            out = AdvantageOutput(standardise(out.advantages), out.returns, out.extras)
+        return out
+
+    def token_advantages(self, batch: RLBatch, adv: AdvantageOutput) -> Tensor:
+        """Per-token advantages [N, T]: each turn's advantage on every token of its response."""
+        return adv.advantages.float()[:, None].expand_as(batch.old_logprobs) * batch.mask
+
+    def token_weights(self, batch: RLBatch) -> Tensor:
+        """Per-token loss weights [N, T]: 1 on every policy token."""
+        return batch.mask.float()
+
+    # ----------------------------------------------------------------------------------- update
+    def loss_terms(
+        self, batch: RLBatch, rows: Sequence[int], out: TokenLogprobs
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Loss terms of one micro-batch (summed into the loss) and statistics to log.
+
+        Each term is a weighted token-mean over the micro-batch (weights ``batch.weights``); the update
+        rescales micro-batches so the step optimises the token-mean over the whole mini-batch.
+        """
+        cfg = self.config
+        width = out.logprobs.shape[1]
+        dev = out.logprobs.device
+        w = batch.weights[rows, :width].to(dev)
+        adv = batch.advantages[rows, :width].to(dev)
+        old = batch.old_logprobs[rows, :width].to(dev)
+        pg, st = LOSSES.get(cfg.policy_loss)(
+            out.logprobs, old, adv, w, eps_lo=cfg.clip_lo, eps_hi=cfg.clip_hi, dual_clip=cfg.dual_clip
+        )
+        terms = {"policy": pg}
+        stats = {f"losses/{k}": v for k, v in st.items()}
+        if out.entropy is not None:
+            stats["policy/entropy"] = masked_mean(out.entropy.detach(), w)
+        if self.ref_model is not None and batch.ref_logprobs is not None:
+            kl = kl_low_var(out.logprobs, batch.ref_logprobs[rows, :width].to(dev), w)
+            terms["kl"] = cfg.kl_coef * kl
+            stats["losses/kl"] = kl.detach()
+        if cfg.entropy_coef > 0 and out.entropy is not None:
+            terms["entropy_bonus"] = -cfg.entropy_coef * entropy_bonus(out.entropy, w)
+        return terms, stats
+
+    def update(self, batch: RLBatch) -> dict[str, float]:
+        """``ppo_epochs`` passes of ``mini_batches`` optimizer steps over the batch's rows."""
+        cfg = self.config
+        acc: dict[str, float] = {}
+        steps = 0
+        self.trained_tokens = 0  # padded tokens through forward/backward this iteration (perf metric)
+        self.policy.train(True)
+        for _ in range(cfg.ppo_epochs):
+            perm = torch.randperm(len(batch), generator=self.shuffle_gen).tolist()
+            for k in range(cfg.mini_batches):
+                rows = perm[k :: cfg.mini_batches]
+                stats = self.policy_step(batch, rows)
+                stats.update(self.update_critic(batch, rows))
+                for key, v in stats.items():
+                    acc[key] = acc.get(key, 0.0) + v
+                steps += 1
+        self.policy.train(False)
+        return {k: v / max(1, steps) for k, v in acc.items()}
+
+    def policy_step(self, batch: RLBatch, rows: Sequence[int]) -> dict[str, float]:
+        """One optimizer step of the policy on ``rows``: micro-batched forward/backward, clip, step."""
+        cfg = self.config
+        total = self.global_sum(float(batch.weights[rows].sum()))
+        if total <= 0:  # nothing to train on any process (e.g. a stage that trains only absent tags)
+            return {}
+        self.optimizer.zero_grad(set_to_none=True)
+        acc: dict[str, float] = {}
+        prompts = [batch.prompt_ids[i] for i in rows]
+        responses = [batch.response_ids[i] for i in rows]
+        tokens = 0
+
+        def micro_losses() -> Iterable[Tensor]:
+            nonlocal tokens
+            for mb in self.policy.iter_micro_batches(prompts, responses, cfg.micro_batch_tokens):
+                mb_rows = [rows[i] for i in mb.indices]
+                share = float(batch.weights[mb_rows].sum()) / total
+                if share == 0:
+                    continue
+                with self.accelerator.autocast():
+                    out = self.policy.forward_logprobs(mb.prompt_ids, mb.response_ids, with_entropy=True,
+                                                       module=self.module)
+                    terms, stats = self.loss_terms(batch, mb_rows, out)
+                loss = sum(terms.values())
+                scale = share * self.accelerator.num_processes  # DDP averages gradients over processes
+                logged = {**{f"losses/{k}": t.detach() for k, t in terms.items()}, **stats, "losses/total": loss.detach()}
+                for key, v in logged.items():
+                    acc[key] = acc.get(key, 0.0) + float(v) * scale
+                tokens += mb.num_tokens
+                yield loss * scale
+
+        self.backward_micro_batches(self.module, micro_losses(), self.policy_sync_loss)
+        acc["policy/grad_norm"] = self.clip_and_step(self.optimizer, self.policy.parameters())
+        self.trained_tokens += tokens
+        return acc
+
+    def update_critic(self, batch: RLBatch, rows: Sequence[int]) -> dict[str, float]:
+        """Critic step on ``rows`` (trainers with a critic override it); returns stats."""
+        return {}
+
+    # -------------------------------------------------------------------------------------- log
+    def metrics(self, batch: RLBatch, stats: dict[str, float]) -> dict[str, float]:
+        """Iteration metrics (per process; :meth:`train` averages them over processes)."""
+        trajs, turns = batch.trajectories, batch.turns
+        rs: RolloutStats = self.rollout_stats
+        n_tr, n_tu = max(1, len(trajs)), max(1, len(turns))
+        adv = batch.adv_output.advantages if batch.adv_output is not None else torch.zeros(1)
+        m = {
+            "env/success_rate": sum(t.won for t in trajs) / n_tr,
+            "env/progress": sum(t.progress for t in trajs) / n_tr,
+            "env/invalid_action_rate": sum(not t.action_valid for t in turns) / n_tu,
+            "env/format_error_rate": sum(not t.format_ok for t in turns) / n_tu,
+            "env/episode_length": len(turns) / n_tr,
+            "env/return": float(batch.rewards.sum()) / n_tr if batch.rewards is not None else 0.0,
+            "env/steps": float(rs.env_steps),
+            "adv/mean": float(adv.mean()),
+            "adv/std": float(adv.std()) if adv.numel() > 1 else 0.0,
+            "adv/zero_frac": float((adv.abs() < 1e-8).float().mean()),
+            "policy/response_tokens": float(batch.mask.sum()) / n_tu,
+            "policy/lr": self.optimizer.param_groups[0]["lr"],
+            "perf/tokens_per_s": rs.generated_tokens / max(rs.generate_s, 1e-9),
+            "perf/env_time_frac": rs.env_s / max(rs.total_s, 1e-9),
+            "perf/rollout_s": rs.total_s,
+        }
+        m["perf/train_tokens_per_s"] = self.trained_tokens / max(stats.get("perf/update_s", 0.0), 1e-9)
+        m.update(stats)
+        return m
+
+    def on_step_end(self, batch: RLBatch, metrics: dict[str, float]) -> None:
+        """Called after every iteration (EPO updates its entropy history, PilotRL switches stages)."""
+
+    # ---------------------------------------------------------------------------- checkpoint state
+    def checkpoint_modules(self) -> dict[str, torch.nn.Module]:
+        """Modules saved in a checkpoint (subclasses add theirs)."""
+        mods = {"policy": self.policy.model}
+        if self.ref_model is not None:
+            mods["ref"] = self.ref_model
+        return mods
+
+    def checkpoint_optimizers(self) -> dict[str, Any]:
+        return {"policy": self.optimizer}
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-safe trainer state saved in checkpoints (subclasses extend it)."""
+        return {"env_steps_total": self.env_steps_total, "next_traj_id": self.collector.next_traj_id}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.env_steps_total = int(state["env_steps_total"])
+        self.collector.next_traj_id = int(state["next_traj_id"])
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.config.output_dir)
+
+    def forward_no_grad(self, policy: Policy, batch: RLBatch) -> Tensor:
+        """[N, T] log-probs of the batch's responses under ``policy`` (no gradients, micro-batched)."""
+        with torch.no_grad(), self.accelerator.autocast():
+            out = policy.forward_logprobs(batch.prompt_ids, batch.response_ids,
+                                          micro_batch_tokens=self.config.micro_batch_tokens)
+        width = batch.old_logprobs.shape[1]
+        return torch.nn.functional.pad(out.logprobs.float().cpu(), (0, width - out.logprobs.shape[1]))

@@ -1,0 +1,222 @@
+"""PilotRL (arXiv 2508.00344): an AdaPlan agent trained by three progressive GRPO stages.
+
+The agent (``prompt_format="adaplan"``) writes a global plan ``<plan>Step 1: .. Step 2: ..</plan>`` when no
+plan is in effect, then ``<think>..</think><action>..</action>`` every turn, and may rewrite the plan
+(``plan_mode="agent"``: the env keeps the declared plan and shows it in later prompts). After an optional
+SFT warm start (the oracle expert in AdaPlan form: the milestones as the plan at turn 0), iterations run in
+three stages, each GRPO (A_i = (R_i - mean_G R) / (std_G R + eps) on every trained token of trajectory i,
+PPO clip 0.2/0.2, no KL, token-mean):
+
+=======  ==========================  ==========================================  ===============================
+stage    rollouts                    tokens trained                              reward R (trainers.pilotrl.rewards)
+=======  ==========================  ==========================================  ===============================
+1        ``oracle`` plans in prompt  every policy token outside ``<plan>`` spans  outcome + plan following + format
+2        ``agent``: policy plans,    the policy's ``<plan>`` spans only           outcome + plan score + format
+         frozen stage-1 executor
+         acts
+3        ``agent``: policy does all  every policy token (plan, think, action)     outcome + plan score + format
+=======  ==========================  ==========================================  ===============================
+
+plus the DAPO overlong penalty in every stage. Stage 2's executor is a frozen copy of the policy taken
+when stage 2 starts (the end of stage 1, or of SFT if stage 1 is empty); see
+:mod:`trainers.pilotrl.collect` for how a turn is written by planner and executor. Valid_unseen is
+evaluated (agent mode: the agent's own plans) after SFT, at the end of each stage and every ``eval_every``.
+
+Everything else is the shared loop of :class:`trainers.core.trainer.Trainer`; the hooks overridden are
+``setup``, ``collect``, ``score``, ``token_weights``, ``metrics``, ``on_step_end`` and the checkpoint state.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from trainers.core.policy import Policy
+from trainers.core.rollout import TaskSpec, Trajectory
+from trainers.core.tagmask import tag_token_masks_batch
+from trainers.core.trainer import RLBatch, Trainer
+from trainers.pilotrl.collect import PilotCollector, PlannerExecutor
+from trainers.pilotrl.config import PilotRLConfig
+from trainers.pilotrl.judge import PlanJudge, load_judge
+from trainers.pilotrl.rewards import RewardWeights, trajectory_reward
+
+__all__ = ["STAGE_PLAN_MODES", "PilotRLTrainer", "reward_term_metrics", "set_plan_mode", "stage_token_weights"]
+
+TERMS = ("outcome", "follow", "plan", "format", "overlong")
+
+STAGE_PLAN_MODES = {1: "oracle", 2: "agent", 3: "agent"}
+"""The env ``plan_mode`` each stage plays."""
+
+
+def set_plan_mode(envs: Sequence[Any], mode: str) -> None:
+    """Switch the ``plan_mode`` of text envs (read at every reset/step of a ``TextTaskEnv``)."""
+    for env in envs:
+        base = getattr(env, "unwrapped", env)
+        if not hasattr(base, "plan_mode"):
+            raise TypeError(f"PilotRL needs envs with a plan_mode (pilot_envs text envs), got {type(base).__name__}")
+        base.plan_mode = mode
+
+
+def stage_token_weights(stage: int, mask: Tensor, plan_mask: Tensor) -> Tensor:
+    """Per-token loss weights of a stage: ``mask`` (the policy's own tokens) restricted to the stage's spans.
+
+    Stage 1: policy tokens outside ``<plan>``; stage 2: policy tokens inside ``<plan>``; stage 3: all.
+    """
+    m = mask.bool()
+    keep = {1: m & ~plan_mask, 2: m & plan_mask, 3: m}[stage]
+    return keep.float()
+
+
+def reward_term_metrics(parts: Sequence[dict[str, float]], groups: Sequence[int], weights: RewardWeights) -> dict[str, float]:
+    """Per reward term: its batch mean (``reward/<term>``, NaN when the stage does not use it), the mean
+    within-group std of its weighted value (``reward/group_std/<term>``: how much of the GRPO signal it
+    carries), and the correlation of plan quality or following with the outcome across trajectories."""
+    out: dict[str, float] = {}
+    by_group: dict[int, list[int]] = {}
+    for i, g in enumerate(groups):
+        by_group.setdefault(g, []).append(i)
+    for k in TERMS:
+        vals = [p[k] for p in parts if k in p]
+        if len(vals) != len(parts) or not parts:
+            out[f"reward/{k}"] = out[f"reward/group_std/{k}"] = float("nan")
+            continue
+        x = torch.tensor(vals, dtype=torch.float64) * getattr(weights, k)
+        out[f"reward/{k}"] = float(torch.tensor(vals).mean())
+        stds = [float(x[idx].std()) for idx in by_group.values() if len(idx) > 1]
+        out[f"reward/group_std/{k}"] = sum(stds) / len(stds) if stds else 0.0
+    for k in ("plan", "follow"):
+        if parts and all(k in p for p in parts) and len(parts) > 2:
+            a = torch.tensor([p[k] for p in parts], dtype=torch.float64)
+            b = torch.tensor([p["outcome"] for p in parts], dtype=torch.float64)
+            ok = bool(a.std() > 0 and b.std() > 0)
+            out[f"reward/corr_{k}_outcome"] = float(torch.corrcoef(torch.stack([a, b]))[0, 1]) if ok else 0.0
+        else:
+            out[f"reward/corr_{k}_outcome"] = float("nan")
+    return out
+
+
+class PilotRLTrainer(Trainer):
+    """Three-stage progressive GRPO for AdaPlan agents (see the module docstring)."""
+
+    config_class = PilotRLConfig
+    name = "pilotrl"
+    config: PilotRLConfig
+
+    # ------------------------------------------------------------------------------------- setup
+    def setup(self) -> None:
+        cfg = self.config
+        self.judge: PlanJudge = load_judge(cfg.judge)
+        self.weights = RewardWeights(cfg.outcome_weight, cfg.follow_weight, cfg.plan_weight, cfg.format_weight,
+                                     cfg.overlong_weight)
+        self.collector = PilotCollector(self.policy, self.envs, self.agent, generator=self.generator,
+                                        autocast=self.accelerator.autocast)
+        self.executor: Policy | None = None
+        self.executor_frozen_at: int | None = None
+        if cfg.frozen_executor and cfg.stage2_iterations > 0:
+            frozen = copy.deepcopy(self.policy.model).requires_grad_(False).eval()
+            self.executor = Policy(frozen, self.policy.tokenizer, seed=cfg.seed)
+            self.plan_exec_collector = PilotCollector(PlannerExecutor(self.policy, self.executor), self.envs,  # type: ignore[arg-type]
+                                                      self.agent, generator=self.generator,
+                                                      autocast=self.accelerator.autocast)
+        self.stage = cfg.stage_at(0)
+
+    def stage_at(self, step: int) -> int:
+        return self.config.stage_at(step)
+
+    # ---------------------------------------------------------------------------------- collect
+    def collect(self, tasks: Sequence[TaskSpec]) -> list[Trajectory]:
+        """Play the tasks in the stage's plan mode; stage 2 with the planner + frozen executor."""
+        self.stage = self.stage_at(self.step)
+        set_plan_mode(self.envs, STAGE_PLAN_MODES[self.stage])
+        collector = self.collector
+        if self.stage == 2 and self.executor is not None:
+            if self.executor_frozen_at is None:  # stage 2 starts: freeze the stage-1 policy as the executor
+                self.executor.model.load_state_dict(self.policy.model.state_dict())
+                self.executor_frozen_at = self.step
+            collector = self.plan_exec_collector
+            collector.next_traj_id = self.collector.next_traj_id  # one id sequence across collectors
+        self.policy.train(False)
+        trajs, stats = collector.collect(tasks)
+        self.collector.next_traj_id = collector.next_traj_id
+        self.rollout_stats = stats
+        return trajs
+
+    # ------------------------------------------------------------------------------------ score
+    def score(self, batch: RLBatch) -> Tensor:
+        """Per-turn rewards of the current stage (:func:`~trainers.pilotrl.rewards.trajectory_reward`)."""
+        cfg = self.config
+        rewards: list[float] = []
+        parts: list[dict[str, float]] = []
+        for traj in batch.trajectories:
+            r, p = trajectory_reward(traj, self.stage, self.weights, judge=self.judge, max_len=cfg.max_new_tokens,
+                                     overlong_buffer=cfg.overlong_buffer)
+            rewards.extend(r)
+            parts.append(p)
+        batch.extras["reward_parts"] = parts
+        return torch.tensor(rewards, dtype=torch.float32)
+
+    # ---------------------------------------------------------------------------------- weights
+    def token_weights(self, batch: RLBatch) -> Tensor:
+        """The stage's tokens (:func:`stage_token_weights`) over the ``<plan>`` masks of the responses."""
+        width = batch.mask.shape[1]
+        plan = tag_token_masks_batch(self.policy.tokenizer, batch.response_ids, ("plan",), width=width)["plan"]
+        batch.extras["plan_mask"] = plan
+        return stage_token_weights(self.stage, batch.mask, plan)
+
+    # -------------------------------------------------------------------------------------- log
+    def metrics(self, batch: RLBatch, stats: dict[str, float]) -> dict[str, float]:
+        m = super().metrics(batch, stats)
+        m.update(reward_term_metrics(batch.extras.get("reward_parts", []), [t.group_id for t in batch.trajectories],
+                                     self.weights))
+        plan = batch.extras["plan_mask"]
+        w = batch.weights
+        turns = batch.turns
+        n_tu = max(1, len(turns))
+        m.update({
+            "pilotrl/stage": float(self.stage),
+            "pilotrl/trained_plan_tokens": float((w * plan).sum()) / n_tu,
+            "pilotrl/trained_other_tokens": float((w * ~plan).sum()) / n_tu,
+            "pilotrl/plan_turn_rate": sum(bool(t.extras.get("declared")) for t in turns) / n_tu,
+            "pilotrl/revision_rate": sum(bool(t.extras.get("declared")) and t.turn_idx > 0 for t in turns) / n_tu,
+        })
+        return m
+
+    def on_step_end(self, batch: RLBatch, metrics: dict[str, float]) -> None:
+        """At a stage boundary (not the last iteration, which the loop evaluates), evaluate valid_unseen."""
+        cfg = self.config
+        nxt = self.step + 1
+        at_boundary = nxt in cfg.stage_bounds()[:2] and nxt < cfg.iterations
+        regular = bool(cfg.eval_every) and nxt % cfg.eval_every == 0
+        if at_boundary and not regular:
+            metrics.update(self.evaluate(nxt))
+
+    def stage_reports(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Valid_unseen results per task type after SFT (``sft``) and at the end of each stage that ran
+        (``stage1``, ``stage2``, ``stage3``), from the evaluations made so far."""
+        by_step = {e["step"]: e["by_type"] for e in self.eval_history}
+        names, start = {0: "sft"}, 0
+        for k, end in enumerate(self.config.stage_bounds(), 1):
+            if end > start:
+                names[end] = f"stage{k}"
+            start = end
+        return {name: by_step[step] for step, name in sorted(names.items()) if step in by_step}
+
+    # ---------------------------------------------------------------------------- checkpoint state
+    def checkpoint_modules(self) -> dict[str, torch.nn.Module]:
+        mods = super().checkpoint_modules()
+        if self.executor is not None:
+            mods["executor"] = self.executor.model
+        return mods
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "stage": self.stage, "executor_frozen_at": self.executor_frozen_at}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.stage = int(state.get("stage", self.stage_at(self.step)))
+        frozen = state.get("executor_frozen_at")
+        self.executor_frozen_at = None if frozen is None else int(frozen)
