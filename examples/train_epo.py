@@ -11,7 +11,7 @@ by EPO's entropy terms.
 
 The baselines run as the EPO trainer with c_H = 0, which tests/trainers/test_epo.py proves is exactly the
 baseline (same losses, gradients and weights), so they log the same per-turn entropies. ``PilotScienceWorld-v0``
-is added when it is registered and ``--envs`` asks for it. Each run is its own process, ``--parallel`` at a time.
+is added when it is registered and ``--envs`` asks for it, in a reduced setting (``ENVS``). Each run is its own process, ``--parallel`` at a time.
 
     python examples/train_epo.py --quick            # smoke run (a few minutes on 2 cores)
     nice -n 10 python examples/train_epo.py --parallel 2    # the measured run of docs/trainers/epo.md
@@ -39,10 +39,17 @@ EPO = dict(entropy_coef=0.001, epo_beta=1.0, epo_kappa_lo=0.0, epo_kappa_hi=2.0)
 """EPO's published coefficients (alpha is per env)."""
 ENVS = {
     "alfworld": dict(epo_alpha=0.1),
-    "scienceworld": dict(env="PilotScienceWorld-v0", env_kwargs={}, eval_split="dev", eval_tasks=60, epo_alpha=0.05),
+    # A reduced setting (ScienceWorld's JVM steps cost ~10x an ALFWorld step): two "find" tasks with the easy
+    # simplifications, deterministic wording (GRPO groups see the same text), 32 episodes per iteration.
+    "scienceworld": dict(env="PilotScienceWorld-v0", epo_alpha=0.05, eval_split="dev", eval_tasks=None,
+                         env_kwargs={"task": ["find-animal", "find-plant"], "simplifications": "easy",
+                                     "deterministic": True},
+                         num_envs=8, tasks_per_iteration=4, iterations=15, max_turns=10, eval_max_turns=10,
+                         sft_episodes=150, sft_steps=300, tiny_corpus_episodes=150, save_every=5),
 }
 QUICK = dict(sft_episodes=40, sft_steps=40, sft_warmup_steps=5, iterations=3, tasks_per_iteration=2, num_envs=16,
              max_turns=6, eval_max_turns=6, eval_tasks=12, tiny_corpus_episodes=60, save_every=0)
+QUICK_ENVS = {"scienceworld": dict(num_envs=4, sft_episodes=8, sft_steps=8, tiny_corpus_episodes=8, eval_tasks=4)}
 
 
 def recipe() -> dict:
@@ -56,8 +63,8 @@ def recipe() -> dict:
 def settings(env: str, method: str, quick: bool, seed: int, out: Path) -> dict:
     """The config fields of one run."""
     base = method.removeprefix("epo_")
-    kw = {**recipe(), **(QUICK if quick else {}), **ENVS[env], "base": base, "seed": seed,
-          "output_dir": str(out / env / method)}
+    kw = {**recipe(), **ENVS[env], **(QUICK if quick else {}), **(QUICK_ENVS.get(env, {}) if quick else {}),
+          "base": base, "seed": seed, "output_dir": str(out / env / method)}
     if base == "ppo":  # as many episodes per iteration as GRPO (tasks x group), critic lr 10x the actor's
         kw.update(tasks_per_iteration=kw["tasks_per_iteration"] * kw["group_size"], group_size=1,
                   critic_lr=10 * kw["lr"])

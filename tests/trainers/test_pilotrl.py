@@ -17,14 +17,15 @@ from trainers.core.checkpoint import latest_checkpoint
 from trainers.core.cli import TRAINERS, config_from_args, config_table, field_docs, main, register_trainer
 from trainers.core.logger import read_metrics
 from trainers.core.policy import Generation, Policy
-from trainers.core.rollout import AgentSpec, TaskSpec, Trajectory, Turn
+from trainers.core.rollout import AgentSpec, PromptRenderer, TaskSpec, Trajectory, Turn
+from trainers.core.sft import expert_samples
 from trainers.core.tagmask import tag_token_masks
 from trainers.core.trainer import RLBatch
 from trainers.pilotrl import PilotRLConfig, PilotRLTrainer, env_judge, load_judge
 from trainers.pilotrl.collect import PLANNER_STOPS, PilotCollector, PlannerExecutor
 from trainers.pilotrl.judge import safe_score
 from trainers.pilotrl.rewards import RewardWeights, adaplan_format_ok, plan_quality, trajectory_reward
-from trainers.pilotrl.trainer import reward_term_metrics, set_plan_mode, stage_token_weights
+from trainers.pilotrl.trainer import SFTPlanModes, reward_term_metrics, set_plan_mode, stage_token_weights
 
 OK0 = "<plan>Step 1: find a mug Step 2: take the mug</plan><think>find a mug</think><action>go to shelf 1</action>"
 OK1 = "<think>take the mug</think><action>take mug 1 from shelf 1</action>"
@@ -152,7 +153,8 @@ def test_config_fields_stages_and_cli() -> None:
     assert [cfg.stage_at(s) for s in range(5)] == [1, 1, 3, 3, 3]
     assert (cfg.prompt_format, cfg.kl_coef, cfg.group_size, cfg.clip_lo, cfg.clip_hi) == ("adaplan", 0.0, 16, 0.2, 0.2)
     for bad in (dict(stage1_iterations=-1), dict(stage1_iterations=0, stage2_iterations=0, stage3_iterations=0),
-                dict(plan_mode="oracle"), dict(group_size=1), dict(plan_weight=-1.0)):
+                dict(plan_mode="oracle"), dict(group_size=1), dict(plan_weight=-1.0),
+                dict(max_new_tokens=32, overlong_buffer=32)):
         with pytest.raises(ValueError):
             PilotRLConfig(**bad)
     docs = field_docs(PilotRLConfig)
@@ -349,3 +351,17 @@ def test_resume_continues_in_the_right_stage_with_the_saved_executor(trained: Re
     assert again.executor_frozen_at == 1
     for k, v in again.executor.model.state_dict().items():
         assert torch.equal(v, trained.snapshots[1][k]), k
+
+
+def test_sft_mixes_given_plans_and_written_plans(trained: Recording) -> None:
+    render = PromptRenderer(trained.policy, trained.agent)
+    tasks = [TaskSpec(s, {"split": "train"}) for s in range(12)]
+    firsts = {}
+    for frac in (0.0, 0.5, 1.0):
+        env = SFTPlanModes(gym.make("PilotALFWorldSmall-v0", plan_mode="agent"), frac)
+        samples = expert_samples(env, tasks, render, max_turns=1)
+        firsts[frac] = [(x.response_text.startswith("<plan>"), "Your current plan is" in trained.policy.decode(x.prompt_ids))
+                        for x in samples]
+    assert all(f == (True, False) for f in firsts[0.0])  # the expert writes the plan
+    assert all(f == (False, True) for f in firsts[1.0])  # the oracle plan is in the prompt
+    assert {(True, False), (False, True)} == set(firsts[0.5])

@@ -7,6 +7,7 @@ import itertools
 from collections.abc import Iterator
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 
@@ -125,3 +126,21 @@ def test_prompt_tokens_get_no_gradient(policy_path: str) -> None:
     nll = -sum(float(lp[n - 1 + j, t]) for j, t in enumerate(s.response_ids)) / len(s.response_ids)
     got = sft_train(policy, [s], steps=1, lr=1e-12, batch_size=1)[0]
     assert got == pytest.approx(nll, rel=1e-4)
+
+
+def test_dart_noise_records_recoveries_not_mistakes(policy_path: str) -> None:
+    policy = Policy.from_pretrained(policy_path)
+    render = PromptRenderer(policy, AgentSpec(history_window=1))
+    env = gym.make(ENV)
+    clean = expert_samples(env, TASKS, render)
+    noisy = expert_samples(env, TASKS, render, noise=0.5, rng=np.random.default_rng(3))
+    assert len(noisy) > len(clean), "mistakes lengthen the episodes: more states to label"
+    mistakes = 0
+    for prev, cur in itertools.pairwise(noisy):
+        shown = policy.decode(cur.prompt_ids)
+        executed = parse_action(prev.response_text).command
+        if "Action " in shown:  # turn > 0: the last executed command is shown
+            mistakes += f"'{executed}']" not in shown
+    assert mistakes > 0, "some histories show a random command instead of the previous target"
+    with pytest.raises(ValueError, match="noise"):
+        expert_samples(env, TASKS, render, noise=1.0)

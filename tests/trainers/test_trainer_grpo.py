@@ -151,3 +151,18 @@ def test_base_trainer_is_generic() -> None:
                  "token_weights", "loss_terms", "update_critic", "on_step_end", "on_warm_start_end",
                  "checkpoint_modules", "state_dict"):
         assert callable(getattr(Trainer, hook))
+
+
+def test_trajectory_loss_aggregation_weighs_rollouts_equally() -> None:
+    from types import SimpleNamespace
+
+    # two trajectories: traj 0 has 2 turns with 3 + 1 tokens, traj 1 has 1 turn with 2 tokens
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0], [1, 1, 0]], dtype=torch.bool)
+    turns = [SimpleNamespace(traj_id=7), SimpleNamespace(traj_id=7), SimpleNamespace(traj_id=9)]
+    batch = SimpleNamespace(mask=mask, turns=turns)
+    token = Trainer.token_weights(SimpleNamespace(config=SimpleNamespace(loss_agg="token")), batch)
+    assert torch.equal(token, mask.float())
+    traj = Trainer.token_weights(SimpleNamespace(config=SimpleNamespace(loss_agg="trajectory")), batch)
+    assert torch.allclose(traj, torch.tensor([[0.25, 0.25, 0.25], [0.25, 0, 0], [0.5, 0.5, 0]]))
+    with pytest.raises(ValueError, match="loss_agg"):
+        GRPOConfig(loss_agg="sequence")

@@ -115,6 +115,9 @@ class TrainerConfig:
     """Standardise the per-turn advantages over the whole batch after the estimator."""
 
     # ---------------------------------------------------------------------------------------- update
+    loss_agg: str = "token"
+    """How policy tokens are averaged: ``token`` (token-mean over the batch: long trajectories weigh more)
+    or ``trajectory`` (each trajectory's tokens share weight 1, so every rollout counts equally)."""
     policy_loss: str = "ppo_clip"
     """Policy loss, a name in ``trainers.core.registry.LOSSES``."""
     lr: float = 1e-6
@@ -221,6 +224,7 @@ class TrainerConfig:
             "reward_mode": ("sparse", "progress", "milestone"),
             "sft_think": THINK_MODES,
             "plan_mode": (None, "none", "oracle", "agent"),
+            "loss_agg": ("token", "trajectory"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

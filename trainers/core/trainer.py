@@ -277,8 +277,15 @@ class Trainer(RuntimeMixin):
         return adv.advantages.float()[:, None].expand_as(batch.old_logprobs) * batch.mask
 
     def token_weights(self, batch: RLBatch) -> Tensor:
-        """Per-token loss weights [N, T]: 1 on every policy token."""
-        return batch.mask.float()
+        """Per-token loss weights [N, T]: 1 on every policy token (``loss_agg="token"``), or 1 / (policy
+        tokens of the trajectory) so each trajectory weighs the same (``loss_agg="trajectory"``)."""
+        w = batch.mask.float()
+        if self.config.loss_agg == "trajectory":
+            traj = torch.tensor([t.traj_id for t in batch.turns])
+            _, inv = torch.unique(traj, return_inverse=True)
+            per_traj = torch.zeros(int(inv.max()) + 1 if len(inv) else 0).index_add_(0, inv, w.sum(1))
+            w = w / per_traj[inv].clamp_min(1.0)[:, None]
+        return w
 
     # ----------------------------------------------------------------------------------- update
     def loss_terms(

@@ -30,6 +30,8 @@ class PilotRLConfig(TrainerConfig):
     """Advantage estimator of every stage (GRPO)."""
     kl_coef: float = 0.0
     """KL to the initial policy (PilotRL: none)."""
+    max_new_tokens: int = 256
+    """Response length limit per turn (a first turn holds the plan, the reasoning and the action)."""
     iterations: int = 0
     """Total RL iterations: always the sum of the three stage lengths (a value given here is replaced)."""
 
@@ -47,6 +49,10 @@ class PilotRLConfig(TrainerConfig):
     part (one extra model copy in memory). False: the policy writes the whole response (only its plan
     tokens are still trained)."""
 
+    sft_oracle_fraction: float = 0.5
+    """Fraction of the SFT warm start's expert episodes played with the oracle plan in the prompt (the expert
+    thinks and acts, as in stage 1); the others write the plan first (as in stages 2, 3 and evaluation)."""
+
     # --------------------------------------------------------------------------------------- rewards
     outcome_weight: float = 1.0
     """Weight of the outcome: the env return (``success_reward`` on success + progress - invalid penalties)."""
@@ -56,7 +62,7 @@ class PilotRLConfig(TrainerConfig):
     """Stages 2, 3: weight of the plan score (the judge's score, averaged over the episode's turns)."""
     format_weight: float = 1.0
     """Weight of the fraction of turns in AdaPlan form (think + action; a plan when none is shown)."""
-    overlong_buffer: int = 16
+    overlong_buffer: int = 64
     """DAPO overlong penalty buffer B on each response (Lmax = ``max_new_tokens``); 0 disables it."""
     overlong_weight: float = 1.0
     """Weight of the overlong penalty (0 at L <= Lmax - B, -1 at Lmax)."""
@@ -79,6 +85,11 @@ class PilotRLConfig(TrainerConfig):
                      "overlong_buffer"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.overlong_buffer >= self.max_new_tokens:
+            raise ValueError(f"overlong_buffer ({self.overlong_buffer}) must be < max_new_tokens ({self.max_new_tokens}), "
+                             "or 0 to disable the overlong penalty")
+        if not 0 <= self.sft_oracle_fraction <= 1:
+            raise ValueError(f"sft_oracle_fraction must be in [0, 1], got {self.sft_oracle_fraction}")
         if not self.judge:
             raise ValueError("judge must be 'env' or 'module:function'")
 

@@ -142,7 +142,7 @@ def trajectory_reward(
         return [], {}
     if overlong_buffer > 0:
         lengths = torch.tensor([_policy_tokens(t) for t in turns], dtype=torch.float32)
-        over = overlong_penalty(lengths, max_len, min(overlong_buffer, max_len)).tolist()
+        over = overlong_penalty(lengths, max_len, overlong_buffer).tolist()
     else:
         over = [0.0] * len(turns)
     parts: dict[str, float] = {

@@ -32,6 +32,8 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
+import gymnasium as gym
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -44,7 +46,7 @@ from trainers.pilotrl.config import PilotRLConfig
 from trainers.pilotrl.judge import PlanJudge, load_judge
 from trainers.pilotrl.rewards import RewardWeights, trajectory_reward
 
-__all__ = ["STAGE_PLAN_MODES", "PilotRLTrainer", "reward_term_metrics", "set_plan_mode", "stage_token_weights"]
+__all__ = ["STAGE_PLAN_MODES", "PilotRLTrainer", "SFTPlanModes", "reward_term_metrics", "set_plan_mode", "stage_token_weights"]
 
 TERMS = ("outcome", "follow", "plan", "format", "overlong")
 
@@ -59,6 +61,22 @@ def set_plan_mode(envs: Sequence[Any], mode: str) -> None:
         if not hasattr(base, "plan_mode"):
             raise TypeError(f"PilotRL needs envs with a plan_mode (pilot_envs text envs), got {type(base).__name__}")
         base.plan_mode = mode
+
+
+class SFTPlanModes(gym.Wrapper):
+    """SFT warm start envs: each reset plays ``oracle`` (the env's plan in the prompt; the expert thinks and
+    acts) with probability ``oracle_fraction``, drawn from the reset seed, else ``agent`` (the expert's first
+    response writes the plan). The warm-started model can then both follow a given plan (stage 1's prompts)
+    and write its own (stages 2, 3 and evaluation)."""
+
+    def __init__(self, env: gym.Env, oracle_fraction: float) -> None:
+        super().__init__(env)
+        self.oracle_fraction = oracle_fraction
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        draw = np.random.default_rng([0 if seed is None else seed, 7]).random()
+        set_plan_mode([self.env], "oracle" if draw < self.oracle_fraction else "agent")
+        return self.env.reset(seed=seed, options=options)
 
 
 def stage_token_weights(stage: int, mask: Tensor, plan_mask: Tensor) -> Tensor:
@@ -123,6 +141,19 @@ class PilotRLTrainer(Trainer):
                                                       self.agent, generator=self.generator,
                                                       autocast=self.accelerator.autocast)
         self.stage = cfg.stage_at(0)
+
+    def warm_start(self) -> dict[str, float]:
+        """SFT as the shared loop does it, a fraction ``sft_oracle_fraction`` of the episodes with oracle plans
+        in the prompt (:class:`SFTPlanModes`), the rest writing the plan."""
+        frac = self.config.sft_oracle_fraction
+        if frac <= 0:
+            return super().warm_start()
+        make = self.env_fn
+        self.env_fn = lambda: SFTPlanModes(make(), frac)
+        try:
+            return super().warm_start()
+        finally:
+            self.env_fn = make
 
     def stage_at(self, step: int) -> int:
         return self.config.stage_at(step)
