@@ -76,10 +76,10 @@ def test_cli_builds_configs_from_the_dataclass(tmp_path: Path) -> None:
     assert (cfg.lr, cfg.iterations, cfg.tensorboard, cfg.stop_strings) == (0.5, 7, False, ("</action>", "x"))
     assert cfg.env_kwargs == {"task_types": ["pick_and_place_simple"]} and cfg.eval_tasks is None and cfg.dual_clip == 3.0
     with pytest.raises(SystemExit):
-        config_from_args(GRPOConfig, ["--group-size", "1"]) if False else config_from_args(GRPOConfig, ["--nope", "1"])
+        config_from_args(GRPOConfig, ["--nope", "1"])
     with pytest.raises(ValueError, match="group_size"):
         config_from_args(GRPOConfig, ["--group-size", "1"])
-    assert {"grpo", "ppo"} <= set(TRAINERS)
+    assert {"grpo", "ppo", "pilotrl", "hiper", "epo"} <= set(TRAINERS)
     assert main(["--help"]) == 0 and main(["unknown-method"]) == 2
 
 

@@ -29,6 +29,9 @@ __all__ = ["TRAINERS", "build_parser", "config_from_args", "config_table", "fiel
 TRAINERS: dict[str, tuple[str, str]] = {
     "grpo": ("trainers.grpo.config:GRPOConfig", "trainers.grpo.trainer:GRPOTrainer"),
     "ppo": ("trainers.ppo.config:PPOConfig", "trainers.ppo.trainer:PPOTrainer"),
+    "pilotrl": ("trainers.pilotrl.config:PilotRLConfig", "trainers.pilotrl.trainer:PilotRLTrainer"),
+    "hiper": ("trainers.hiper.config:HiPERConfig", "trainers.hiper.trainer:HiPERTrainer"),
+    "epo": ("trainers.epo.config:EPOConfig", "trainers.epo.trainer:make_trainer"),
 }
 """Method name -> (config class, trainer class) entry points ``module:attribute``."""
 
@@ -114,7 +117,7 @@ def build_parser(config_cls: type, prog: str | None = None, description: str | N
     for f in fields(config_cls):
         tp, optional = _unwrap_optional(hints[f.name])
         flag = "--" + f.name.replace("_", "-")
-        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": docs.get(f.name, "")}
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": docs.get(f.name, "").replace("%", "%%")}
         if tp is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
         elif typing.get_origin(tp) is tuple:
