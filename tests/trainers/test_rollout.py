@@ -141,3 +141,23 @@ def test_transcripts_are_jsonl_written_atomically(policy: Policy, tmp_path: Path
     assert len(lines) == 1 and rec["task_id"] == trajs[0].task_id and len(rec["turns"]) == len(trajs[0])
     assert rec["turns"][0]["response"] == trajs[0].turns[0].response_text and "prompt" in rec["turns"][0]
     assert [p.name for p in path.parent.iterdir()] == ["x.jsonl"]
+
+
+def test_split_tasks_and_evaluation_with_several_samples_per_task(policy: Policy) -> None:
+    from trainers.core.evaluation import evaluate_policy, split_tasks
+
+    env = gym.make(ENV, **KW)
+    once = split_tasks(env, "valid_unseen", limit=4, seed=10)
+    thrice = split_tasks(env, "valid_unseen", limit=4, seed=10, samples=3)
+    assert [t.options["task_index"] for t in once] == [0, 1, 2, 3]
+    assert [t.options["task_index"] for t in thrice] == [0, 1, 2, 3] * 3
+    assert thrice[:4] == once, "the first sample is the one-sample evaluation"
+    assert len({t.seed for t in thrice}) == len({t.group_id for t in thrice}) == 12
+    for bad in (dict(samples=0), dict(split="nope")):
+        with pytest.raises(ValueError):
+            split_tasks(env, **{"split": "valid_unseen", **bad})
+    envs = [gym.make(ENV, **KW) for _ in range(4)]
+    report, trajs = evaluate_policy(policy, envs, AGENT, thrice, split="valid_unseen")
+    assert len(trajs) == len(report.episodes) == 12
+    assert report.by_type()["all"]["n"] == 12
+    assert {t.task_id for t in trajs} == {t.task_id for t in trajs[:4]}, "three episodes of each of 4 tasks"

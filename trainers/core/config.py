@@ -169,6 +169,8 @@ class TrainerConfig:
     """Evaluate every this many iterations (0: only at the start and the end)."""
     eval_tasks: int | None = None
     """Evaluate on the first N tasks of the split (None: all of them)."""
+    eval_samples: int = 1
+    """Episodes per evaluation task, each with its own sampling seed (>1 lowers the variance of the rates)."""
     eval_temperature: float = 0.4
     """Sampling temperature for evaluation (verl-agent: 0.4; 0 = greedy)."""
     eval_max_turns: int | None = None
@@ -190,8 +192,8 @@ class TrainerConfig:
 
     def __post_init__(self) -> None:
         positive = ("iterations", "tasks_per_iteration", "group_size", "num_envs", "max_new_tokens", "max_turns",
-                    "ppo_epochs", "mini_batches", "micro_batch_tokens", "max_prompt_tokens", "sft_batch_size",
-                    "tiny_hidden", "tiny_layers", "tiny_heads", "keep_checkpoints")
+                    "ppo_epochs", "mini_batches", "micro_batch_tokens", "eval_samples", "max_prompt_tokens",
+                    "sft_batch_size", "tiny_hidden", "tiny_layers", "tiny_heads", "keep_checkpoints")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -23,8 +23,9 @@ from trainers.core.rollout import AgentSpec, RolloutCollector, TaskSpec, Traject
 __all__ = ["evaluate_policy", "report_metrics", "split_tasks"]
 
 
-def split_tasks(env: gym.Env, split: str, limit: int | None = None, seed: int = 0) -> list[TaskSpec]:
-    """One :class:`TaskSpec` per task of ``split`` (the first ``limit`` of them), group ids 0..n-1."""
+def split_tasks(env: gym.Env, split: str, limit: int | None = None, seed: int = 0, samples: int = 1) -> list[TaskSpec]:
+    """``samples`` :class:`TaskSpec` per task of ``split`` (the first ``limit`` of them), each with its own seed
+    and group id (0..n*samples-1): the tasks in split order, then again for the next sample."""
     backend = getattr(env.unwrapped, "backend", None)
     if backend is None or not hasattr(backend, "splits"):
         raise ValueError(f"{env.unwrapped.__class__.__name__} has no fixed splits; set eval_split=None (or evaluate "
@@ -32,8 +33,11 @@ def split_tasks(env: gym.Env, split: str, limit: int | None = None, seed: int = 
     sizes = backend.splits()
     if split not in sizes:
         raise ValueError(f"env has no split {split!r}; it has {sorted(sizes)}")
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
     n = sizes[split] if limit is None else min(limit, sizes[split])
-    return [TaskSpec(seed=seed + i, options={"split": split, "task_index": i}, group_id=i) for i in range(n)]
+    return [TaskSpec(seed=seed + k * n + i, options={"split": split, "task_index": i}, group_id=k * n + i)
+            for k in range(samples) for i in range(n)]
 
 
 def evaluate_policy(

@@ -209,7 +209,7 @@ class RuntimeMixin:
             return {}
         probe = self.env_fn()
         try:
-            tasks = split_tasks(probe, cfg.eval_split, cfg.eval_tasks, seed=cfg.seed)
+            tasks = split_tasks(probe, cfg.eval_split, cfg.eval_tasks, seed=cfg.seed, samples=cfg.eval_samples)
         finally:
             probe.close()
         mine = tasks[self.rank :: self.accelerator.num_processes]
