@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trainers.core.prompts import (
     FORMATS,
@@ -127,6 +129,26 @@ def test_truncation_order() -> None:
         options=PromptOptions(max_length=150, length_fn=lambda s: len(s.split())),
     )
     assert len(words.split()) <= 150 and "action 4'" in words
+
+
+@settings(max_examples=60, deadline=None)
+@given(n_cmds=st.integers(0, 300), budget=st.integers(0, 6000), n_hist=st.integers(0, 4))
+def test_truncation_keeps_the_most_commands_that_fit(n_cmds: int, budget: int, n_hist: int) -> None:
+    """Bisection over the commands (fast for ScienceWorld's thousands) keeps exactly what dropping them one at
+    a time from the end would keep."""
+    obs = {**OBS, "admissible_commands": [f"focus on thing {i}" for i in range(n_cmds)]}
+    got = render_prompt("think_action", obs, history=HISTORY[:n_hist], options=PromptOptions(max_length=budget))
+    full = render_prompt("think_action", obs, history=HISTORY[:n_hist])
+    if len(full) <= budget:
+        assert got == full
+        return
+    kept = len(re.findall(r"'focus on thing \d+'", got))
+    if kept:  # one more command would not fit, and no history is left
+        more = {**obs, "admissible_commands": obs["admissible_commands"][: kept + 1]}
+        longer = render_prompt("think_action", more, step=n_hist)
+        assert len(got) <= budget < len(longer) + len(" (and 999 more)")
+        assert "observation" not in got.split("current observation is")[0]
+        assert f"(and {n_cmds - kept} more)" in got or kept == n_cmds
 
 
 def test_render_messages_roles() -> None:

@@ -244,12 +244,33 @@ def render_prompt(
     cmds = tuple(str(c) for c in obs.get("admissible_commands", ()) or ())
     parts: _Parts | None = _Parts(window, cmds, 0, str(obs.get("text", "")))
     text = _render_user(f, obs, parts, step, subgoal, opts)
-    while opts.max_length is not None and opts.length_fn(text) > opts.max_length:
-        parts = _shrink(parts)
-        if parts is None:
+    if opts.max_length is None:
+        return text
+    fits = lambda p: opts.length_fn(_render_user(f, obs, p, step, subgoal, opts)) <= opts.max_length  # noqa: E731
+    while parts.history and not fits(parts):  # oldest history first, one pair at a time
+        parts = replace(parts, history=parts.history[1:])
+    if parts.admissible and not fits(parts):
+        # commands from the end of the list: the most that fit, by bisection (ScienceWorld lists thousands)
+        lo, hi = 0, len(parts.admissible) - 1  # keeping hi+1 does not fit; find the largest k <= hi that does
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if fits(_keep_commands(parts, mid)):
+                lo = mid
+            else:
+                hi = mid - 1
+        parts = _keep_commands(parts, lo)
+    while not fits(parts):  # then the start of the observation
+        shrunk = _shrink(parts)
+        if shrunk is None:
             break
-        text = _render_user(f, obs, parts, step, subgoal, opts)
-    return text
+        parts = shrunk
+    return _render_user(f, obs, parts, step, subgoal, opts)
+
+
+def _keep_commands(parts: _Parts, k: int) -> _Parts:
+    """``parts`` with only the first ``k`` admissible commands (the rest counted as dropped)."""
+    n = len(parts.admissible)
+    return replace(parts, admissible=parts.admissible[:k], admissible_dropped=parts.admissible_dropped + n - k)
 
 
 def render_messages(
