@@ -204,7 +204,7 @@ def ready_batch(tr: Trainer) -> RLBatch:
     batch.rewards = tr.score(batch)
     batch.adv_output = tr.compute_advantages(batch)
     batch.advantages = tr.token_advantages(batch, batch.adv_output)
-    batch.weights = tr.token_weights(batch)
+    batch.weights = tr.loss_weights(batch)
     return batch
 
 

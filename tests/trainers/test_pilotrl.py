@@ -247,7 +247,7 @@ def _batch(trainer: PilotRLTrainer, text: str, planner_tokens: int | None = None
 
 def _grad_per_token(trainer: PilotRLTrainer, batch: RLBatch, stage: int) -> tuple[torch.Tensor, torch.Tensor]:
     trainer.stage = stage
-    batch.weights = trainer.token_weights(batch)
+    batch.weights = trainer.loss_weights(batch)
     batch.advantages = torch.ones_like(batch.weights) * batch.mask
     out = trainer.policy.forward_logprobs(batch.prompt_ids, batch.response_ids, with_entropy=True)
     out.logprobs.retain_grad()

@@ -15,7 +15,7 @@ from trainers.core.advantages import AdvantageOutput
 from trainers.core.checkpoint import latest_checkpoint
 from trainers.core.cli import TRAINERS, config_from_args, config_table, field_docs, main
 from trainers.core.logger import read_metrics
-from trainers.core.losses import masked_mean
+from trainers.core.losses import aggregate_weights, masked_mean
 from trainers.core.policy import Policy, TokenLogprobs
 from trainers.core.registry import ADVANTAGES
 from trainers.core.trainer import RLBatch, Trainer
@@ -134,7 +134,7 @@ def test_estimator_by_name_and_per_token_weights(tmp_path: Path) -> None:
     batch.rewards = trainer.score(batch)
     batch.adv_output = trainer.compute_advantages(batch)
     batch.advantages = trainer.token_advantages(batch, batch.adv_output)
-    batch.weights = trainer.token_weights(batch)
+    batch.weights = trainer.loss_weights(batch)
     # ratio 1.1 on the first tokens (weight 2), 2.0 elsewhere (weight 0): only the first tokens count
     delta = torch.full_like(batch.old_logprobs, math.log(2.0))
     delta[:, 0] = math.log(1.1)
@@ -154,15 +154,15 @@ def test_base_trainer_is_generic() -> None:
 
 
 def test_trajectory_loss_aggregation_weighs_rollouts_equally() -> None:
-    from types import SimpleNamespace
-
-    # two trajectories: traj 0 has 2 turns with 3 + 1 tokens, traj 1 has 1 turn with 2 tokens
-    mask = torch.tensor([[1, 1, 1], [1, 0, 0], [1, 1, 0]], dtype=torch.bool)
-    turns = [SimpleNamespace(traj_id=7), SimpleNamespace(traj_id=7), SimpleNamespace(traj_id=9)]
-    batch = SimpleNamespace(mask=mask, turns=turns)
-    token = Trainer.token_weights(SimpleNamespace(config=SimpleNamespace(loss_agg="token")), batch)
-    assert torch.equal(token, mask.float())
-    traj = Trainer.token_weights(SimpleNamespace(config=SimpleNamespace(loss_agg="trajectory")), batch)
+    # two trajectories: traj 7 has 2 turns with 3 + 1 tokens, traj 9 has 1 turn with 2 tokens
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0], [1, 1, 0]], dtype=torch.float32)
+    assert torch.equal(aggregate_weights(mask, [7, 7, 9], "token"), mask)
+    traj = aggregate_weights(mask, [7, 7, 9], "trajectory")
     assert torch.allclose(traj, torch.tensor([[0.25, 0.25, 0.25], [0.25, 0, 0], [0.5, 0.5, 0]]))
+    # span weights of a method (here: only the first token of each turn) are normalised the same way
+    span = torch.tensor([[1.0, 0, 0], [1, 0, 0], [0, 0, 0]])
+    assert torch.allclose(aggregate_weights(span, [7, 7, 9], "trajectory"), torch.tensor([[0.5, 0, 0], [0.5, 0, 0], [0, 0, 0]]))
+    with pytest.raises(ValueError, match="aggregation"):
+        aggregate_weights(mask, [7, 7, 9], "sequence")
     with pytest.raises(ValueError, match="loss_agg"):
         GRPOConfig(loss_agg="sequence")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -21,6 +21,7 @@ from trainers.core.registry import LOSSES
 
 __all__ = [
     "EntropyHistory",
+    "aggregate_weights",
     "entropy_bonus",
     "epo_band_penalty",
     "epo_phase_weight",
@@ -32,6 +33,29 @@ __all__ = [
 ]
 
 _MAX_LOG_RATIO = 20.0
+
+
+def aggregate_weights(weights: Tensor, traj_ids: Sequence[int], mode: str = "token") -> Tensor:
+    """Per-token loss weights [N, T] (one row per turn) for a loss aggregation ``mode``.
+
+    ``token``: unchanged, so the loss is the token-mean over the batch and a trajectory weighs as many tokens
+    as it has (long failing episodes dominate, and with group-centred advantages the net push is down).
+    ``trajectory``: each row is divided by the summed weight of its trajectory (rows with equal ``traj_ids``),
+    so every trajectory with trained tokens weighs 1 in total (verl's ``seq-mean-token-mean`` at episode level).
+    """
+    if mode == "token":
+        return weights
+    if mode != "trajectory":
+        raise ValueError(f"loss aggregation must be 'token' or 'trajectory', got {mode!r}")
+    if len(traj_ids) != weights.shape[0]:
+        raise ValueError(f"{len(traj_ids)} trajectory ids for {weights.shape[0]} rows")
+    if not len(traj_ids):
+        return weights
+    _, inv = torch.unique(torch.as_tensor(list(traj_ids)), return_inverse=True)
+    inv = inv.to(weights.device)
+    totals = torch.zeros(int(inv.max()) + 1, dtype=weights.dtype, device=weights.device)
+    totals.index_add_(0, inv, weights.sum(1))
+    return weights / totals[inv].clamp_min(torch.finfo(weights.dtype).tiny)[:, None]
 
 
 def masked_mean(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:

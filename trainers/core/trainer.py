@@ -8,7 +8,7 @@ One iteration reads top to bottom (:meth:`Trainer.train_step`)::
     batch.rewards = self.score(batch)                # per-turn rewards [N]
     adv = self.compute_advantages(batch)             # ADVANTAGES[config.advantage](TurnBatch, cfg)
     batch.advantages = self.token_advantages(batch, adv)   # per-token advantages [N, T]
-    batch.weights = self.token_weights(batch)        # per-token loss weights [N, T] (0 = not trained)
+    batch.weights = self.loss_weights(batch)         # per-token loss weights [N, T] (0 = not trained)
     stats = self.update(batch)                       # loss_terms per micro-batch -> optimizer step(s)
     metrics = self.metrics(batch, stats)             # env/*, losses/*, policy/*, perf/*
 
@@ -34,7 +34,7 @@ from torch import Tensor
 from trainers.core.advantages import AdvantageConfig, AdvantageOutput, TurnBatch, standardise
 from trainers.core.config import TrainerConfig
 from trainers.core.logger import RunLogger
-from trainers.core.losses import entropy_bonus, kl_low_var, masked_mean
+from trainers.core.losses import aggregate_weights, entropy_bonus, kl_low_var, masked_mean
 from trainers.core.policy import Policy, TokenLogprobs
 from trainers.core.registry import ADVANTAGES, LOSSES
 from trainers.core.rollout import (
@@ -211,7 +211,7 @@ class Trainer(RuntimeMixin):
         batch.rewards = self.score(batch)
         batch.adv_output = self.compute_advantages(batch)
         batch.advantages = self.token_advantages(batch, batch.adv_output)
-        batch.weights = self.token_weights(batch)
+        batch.weights = self.loss_weights(batch)
         t1 = time.perf_counter()
         stats = self.update(batch)
         stats["perf/update_s"] = time.perf_counter() - t1
@@ -277,15 +277,13 @@ class Trainer(RuntimeMixin):
         return adv.advantages.float()[:, None].expand_as(batch.old_logprobs) * batch.mask
 
     def token_weights(self, batch: RLBatch) -> Tensor:
-        """Per-token loss weights [N, T]: 1 on every policy token (``loss_agg="token"``), or 1 / (policy
-        tokens of the trajectory) so each trajectory weighs the same (``loss_agg="trajectory"``)."""
-        w = batch.mask.float()
-        if self.config.loss_agg == "trajectory":
-            traj = torch.tensor([t.traj_id for t in batch.turns])
-            _, inv = torch.unique(traj, return_inverse=True)
-            per_traj = torch.zeros(int(inv.max()) + 1 if len(inv) else 0).index_add_(0, inv, w.sum(1))
-            w = w / per_traj[inv].clamp_min(1.0)[:, None]
-        return w
+        """Per-token loss weights [N, T] before aggregation: 1 on every policy token (methods narrow it to the
+        spans they train); :meth:`loss_weights` then applies ``loss_agg``."""
+        return batch.mask.float()
+
+    def loss_weights(self, batch: RLBatch) -> Tensor:
+        """:meth:`token_weights` aggregated by ``config.loss_agg`` (:func:`~trainers.core.losses.aggregate_weights`)."""
+        return aggregate_weights(self.token_weights(batch), [t.traj_id for t in batch.turns], self.config.loss_agg)
 
     # ----------------------------------------------------------------------------------- update
     def loss_terms(
