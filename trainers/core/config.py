@@ -99,8 +99,11 @@ class TrainerConfig:
     """Env reward for solving the task (verl-agent: 10)."""
     invalid_action_penalty: float = 0.1
     """Subtracted by the env for an action that does nothing (verl-agent: 0.1)."""
-    format_penalty: float = 0.0
-    """Subtracted from a turn's reward when its response is malformed (``info["format_ok"]`` False)."""
+    format_penalty: float | None = None
+    """Subtracted from a turn's reward when its response is malformed (``info["format_ok"]`` False). None: the
+    same as ``invalid_action_penalty``. The env answers a response without a readable action as a thought
+    ("OK.", a valid no-op), so with 0 here a malformed turn is cheaper than an invalid command and RL learns
+    to emit malformed responses (measured: docs/trainers/grpo.md, "Reward hacking")."""
 
     # ----------------------------------------------------------------------------------- advantages
     advantage: str = "grpo"
@@ -200,6 +203,8 @@ class TrainerConfig:
         nonneg = ("history_window", "lora_r", "sft_episodes", "eval_every", "save_every", "transcripts_every",
                   "kl_coef", "weight_decay", "max_grad_norm", "format_penalty", "invalid_action_penalty",
                   "tiny_corpus_episodes", "clip_lo", "clip_hi", "eval_temperature", "sft_warmup_steps")
+        if self.format_penalty is None:
+            self.format_penalty = self.invalid_action_penalty
         for name in nonneg:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
