@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainers.core.cli import TRAINERS, _load, main
+from trainers.core.cli import TRAINERS, _load, config_table, main
 
 
 @pytest.mark.parametrize("method", sorted(TRAINERS))
@@ -27,3 +27,22 @@ def test_config_table_and_print_config(method: str, capsys: pytest.CaptureFixtur
         main([method, "--print-config", "--lr", "0.5"])
     assert exc.value.code == 0
     assert '"lr": 0.5' in capsys.readouterr().out
+
+
+def test_docs_config_tables_are_current() -> None:
+    """docs/trainers/*.md show the config dataclasses as they are (``python -m trainers.docs`` regenerates)."""
+    from pathlib import Path
+
+    from trainers.docs import update_pages
+
+    root = Path(__file__).resolve().parents[2] / "docs" / "trainers"
+    assert update_pages(root, check=True) == [], "run `python -m trainers.docs`"
+
+
+def test_config_table_with_a_base_lists_only_what_changes() -> None:
+    from trainers.core.config import TrainerConfig
+    from trainers.pilotrl import PilotRLConfig
+
+    full, own = config_table(PilotRLConfig), config_table(PilotRLConfig, TrainerConfig)
+    assert "`stage2_iterations`" in own and "`kl_coef`" in own  # added; default changed
+    assert "`lr`" in full and "`lr`" not in own  # inherited unchanged

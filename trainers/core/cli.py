@@ -153,13 +153,19 @@ def config_from_args(config_cls: type, argv: Sequence[str] | None = None, prog: 
     return config
 
 
-def config_table(config_cls: type) -> str:
-    """A Markdown table of the config's fields: name, type, default, description."""
+def config_table(config_cls: type, base: type | None = None) -> str:
+    """A Markdown table of the config's fields: name, type, default, description. With ``base`` (a parent
+    config class), only the fields ``config_cls`` adds or whose default or description it changes."""
     docs = field_docs(config_cls)
     hints = typing.get_type_hints(config_cls)
+    base_fields = {f.name: f for f in fields(base)} if base is not None else {}
+    base_docs = field_docs(base) if base is not None else {}
     lines = ["| field | type | default | description |", "|---|---|---|---|"]
     for f in fields(config_cls):
         default = json.dumps(_default(f), default=str)
+        if f.name in base_fields and (json.dumps(_default(base_fields[f.name]), default=str) == default
+                                      and base_docs.get(f.name) == docs.get(f.name)):
+            continue
         desc = docs.get(f.name, "").replace("|", "\\|")
         lines.append(f"| `{f.name}` | `{_type_name(hints[f.name])}` | `{default}` | {desc} |")
     return "\n".join(lines)
