@@ -4,7 +4,6 @@ weights), for GRPO (policy + KL reference) and PPO (+ critic and its optimizer).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,14 +14,6 @@ from trainers.core.checkpoint import latest_checkpoint, save_checkpoint
 from trainers.core.logger import read_metrics
 from trainers.grpo import GRPOConfig, GRPOTrainer
 from trainers.ppo import PPOConfig, PPOTrainer
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _cfg(cls, out: Path, cache: Path, **kw):

@@ -4,7 +4,6 @@ masking, and a short CPU training run with the tiny model. (HAE's numbers are in
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,14 +30,6 @@ def resp(switch: str | None, subgoal: str | None, action: str | None = "look") -
              f"<subgoal>{subgoal}</subgoal>" if subgoal is not None else "",
              f"<action>{action}</action>" if action is not None else ""]
     return "".join(parts)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

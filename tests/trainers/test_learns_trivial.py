@@ -3,14 +3,11 @@ about a minute of CPU training, starting from an SFT warm start on an expert tha
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import pytest
-import torch
 
 from pilot_envs.core.protocol import parse_action
 from trainers.core.logger import read_metrics
@@ -45,14 +42,6 @@ class MagicWordEnv(gym.Env):
         info = {"won": won, "progress": float(won), "action_valid": command in WORDS, "format_ok": True,
                 "command": command, "state_hash": "end", "expert_action": None}
         return self._obs("Correct!" if won else "Wrong."), float(won), True, False, info
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_grpo_raises_the_reward_on_a_trivial_env(tmp_path: Path) -> None:

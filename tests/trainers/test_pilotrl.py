@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import gymnasium as gym
@@ -30,14 +29,6 @@ from trainers.pilotrl.trainer import SFTPlanModes, reward_term_metrics, set_plan
 OK0 = "<plan>Step 1: find a mug Step 2: take the mug</plan><think>find a mug</think><action>go to shelf 1</action>"
 OK1 = "<think>take the mug</think><action>take mug 1 from shelf 1</action>"
 BAD = "<think>take the mug<action>take mug 1 from shelf 1</action>"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def turn(k: int, text: str, *, reward: float = 0.0, shown=(), plan=(), plan_step: int = 0, plan_score: float = 0.0,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,16 +14,6 @@ from trainers.core.prompts import render_messages
 from trainers.core.tiny import DEFAULT_CORPUS, build_tiny, tiny_corpus_from_texts
 
 TOL = 1e-4
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny matmuls gain nothing from threads, and OpenMP spin-waits collapse throughput on a loaded
-    2-core machine (measured: 2000 -> 30-130 tokens/s), so these tests run single-threaded."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import gymnasium as gym
@@ -29,14 +28,6 @@ from trainers.core.tiny import resolve_model, tiny_corpus_from_texts
 
 ENV = "PilotALFWorldSmall-v0"
 KW = {"reward_mode": "progress", "invalid_action_penalty": 0.1}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

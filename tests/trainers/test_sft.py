@@ -4,7 +4,6 @@ loss, and a model that memorises a few expert turns reproduces them."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -20,14 +19,6 @@ from trainers.core.tiny import resolve_model, tiny_corpus_from_texts
 
 ENV = "PilotALFWorldSmall-v0"
 TASKS = [TaskSpec(21, {"split": "train"}), TaskSpec(22, {"split": "train"})]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,14 +20,6 @@ from trainers.core.registry import ADVANTAGES
 from trainers.core.trainer import RLBatch, Trainer
 from trainers.grpo import GRPOConfig, GRPOTrainer
 from trainers.ppo import PPOConfig
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def small(tmp: Path, **kw) -> GRPOConfig:

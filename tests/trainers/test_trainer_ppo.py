@@ -3,7 +3,6 @@ bootstrapped truncations, critic and actor both updated, checkpoint contents."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,14 +12,6 @@ from trainers.core.checkpoint import latest_checkpoint
 from trainers.core.logger import read_metrics
 from trainers.core.value import ValueModel
 from trainers.ppo import PPOConfig, PPOTrainer
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def small(tmp: Path, **kw) -> PPOConfig:
