@@ -47,7 +47,7 @@ ENVS = {
                          num_envs=8, tasks_per_iteration=4, iterations=15, max_turns=10, eval_max_turns=10,
                          sft_episodes=150, sft_steps=300, tiny_corpus_episodes=150, save_every=5),
 }
-QUICK = dict(sft_episodes=40, sft_steps=40, sft_warmup_steps=5, iterations=3, tasks_per_iteration=2, num_envs=16,
+QUICK = dict(eval_samples=1, sft_episodes=40, sft_steps=40, sft_warmup_steps=5, iterations=3, tasks_per_iteration=2, num_envs=16,
              max_turns=6, eval_max_turns=6, eval_tasks=12, tiny_corpus_episodes=60, save_every=0)
 QUICK_ENVS = {"scienceworld": dict(num_envs=4, sft_episodes=8, sft_steps=8, tiny_corpus_episodes=8, eval_tasks=4)}
 

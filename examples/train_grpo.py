@@ -60,6 +60,7 @@ RECIPE = dict(
     kl_coef=0.0,
     temperature=1.0,
     eval_temperature=0.4,
+    eval_samples=3,
     micro_batch_tokens=6000,
     save_every=10,
     transcripts_every=10,

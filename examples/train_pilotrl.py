@@ -37,7 +37,7 @@ COMMON: dict[str, Any] = dict(
     task_reminder=True, history_window=0, reward_mode="progress", success_reward=10.0, invalid_action_penalty=0.1,
     max_turns=15, max_new_tokens=112, temperature=1.0, lr=2e-4, kl_coef=0.0, clip_lo=0.2, clip_hi=0.2,
     tasks_per_iteration=4, group_size=8, num_envs=32, micro_batch_tokens=8192,
-    eval_split="valid_unseen", eval_tasks=None, eval_temperature=0.4, eval_max_turns=15,
+    eval_split="valid_unseen", eval_tasks=None, eval_samples=3, eval_temperature=0.4, eval_max_turns=15,
     transcripts_every=4, tensorboard=False, progress_bar=False, save_final_model=False,
 )
 """Shared by PilotRL and the GRPO baseline: 32 episodes per iteration, no KL for either. Small-model settings:
@@ -47,11 +47,11 @@ expert plan turn (82 tokens, two-object tasks) plus the overlong buffer."""
 SFT: dict[str, Any] = dict(sft_episodes=800, sft_steps=1000, sft_lr=5e-3, sft_warmup_steps=50, sft_batch_size=16)
 PILOTRL: dict[str, Any] = dict(outcome_weight=1.0, follow_weight=1.0, plan_weight=1.0, format_weight=1.0,
                                overlong_buffer=16, overlong_weight=1.0)
-STAGES = (4, 8, 4)
+STAGES = (6, 12, 6)
 """Iterations per stage (the paper's epochs per stage are 1, 2, 1)."""
 QUICK: dict[str, Any] = dict(tiny_hidden=32, tiny_corpus_episodes=60, sft_episodes=40, sft_steps=30, sft_warmup_steps=5,
                              tasks_per_iteration=2, group_size=4, num_envs=8, max_turns=6, eval_max_turns=6,
-                             eval_tasks=12)
+                             eval_tasks=12, eval_samples=1)
 QUICK_STAGES = (1, 2, 1)
 
 
