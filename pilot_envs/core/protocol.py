@@ -52,11 +52,13 @@ class ParsedAction:
 
 def normalize_command(text: str) -> str:
     """Lower-case, drop control characters, collapse white space, strip quotes and a final period."""
-    text = _CONTROL.sub(" ", text)
-    text = _SPACES.sub(" ", text).strip().lower()
-    text = text.strip("\"'`")
-    while text.endswith((".", "!")):
-        text = text[:-1].rstrip()
+    text = _SPACES.sub(" ", _CONTROL.sub(" ", text)).lower()
+    previous = None
+    while text != previous:  # to a fixed point, so normalising twice changes nothing (e.g. "' 0", "'go' .")
+        previous = text
+        text = text.strip(" \"'`")
+        while text.endswith((".", "!")):
+            text = text[:-1]
     return text
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from pilot_envs.core.protocol import ParsedAction, normalize_command, parse_action, parse_plan
@@ -77,6 +77,8 @@ def test_huge_input_is_cut_and_linear():
 
 
 @given(st.text())
+@example("' 0")  # found by hypothesis in CI: normalising must reach a fixed point
+@example("'go' .")
 def test_total_and_pure(text):
     p1, p2 = parse_action(text), parse_action(text)
     assert p1 == p2
