@@ -2,7 +2,7 @@
 
     python examples/train_grpo.py                          # ~10 minutes on 2 CPU cores
     python examples/train_grpo.py --iterations 5           # any config field can be overridden
-    python examples/train_grpo.py --write-docs             # also update docs/results.md and docs/img/grpo_*.png
+    python examples/train_grpo.py --write-docs             # also update the table in docs/results.md and the plot
 
 It evaluates on valid_unseen (held-out rooms) right after SFT and again after GRPO, and prints success per task
 type. The recipe (``RECIPE``) and why it looks the way it does are in docs/trainers/grpo.md ("Measured").
@@ -117,15 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
         img = ROOT / "docs" / "img" / "grpo_learning_curves.png"
         img.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(out / "learning_curves.png", img)
-        write_docs(
-            "## GRPO on small-scene PilotALFWorld (tiny model, CPU)\n\n"
-            f"`python examples/train_grpo.py --write-docs` (seed {config.seed}), evaluated on valid_unseen "
-            f"(held-out rooms, task types {', '.join(TASK_TYPES)}) at temperature {config.eval_temperature}, "
-            f"{config.eval_max_turns} turns per episode. Wall time {wall / 60:.1f} min on 2 shared CPU cores, "
-            f"{int(summary['env_steps'] or 0)} env steps of GRPO rollouts.\n\n"
-            f"{table}\n\n![GRPO learning curves](img/grpo_learning_curves.png)\n\n"
-            "Recipe and analysis: [docs/trainers/grpo.md](trainers/grpo.md#measured)."
-        )
+        write_docs(f"{table}\n\n![GRPO learning curves](img/grpo_learning_curves.png)")
     return summary
 
 
