@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from trainers.core.cli import TRAINERS, _load, config_table
+from trainers.core.cli import TRAINERS, config_table, load_entry
 
 __all__ = ["PAGES", "render_page", "update_pages"]
 
@@ -33,7 +33,7 @@ def render_page(text: str, method: str, base: str | None) -> str:
         raise ValueError(f"page of {method!r} has no {START} ... {END} block")
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
-    table = config_table(_load(TRAINERS[method][0]), _load(base) if base else None)
+    table = config_table(load_entry(TRAINERS[method][0]), load_entry(base) if base else None)
     return f"{head}{START}\n{table}\n{END}{tail}"
 
 

@@ -52,13 +52,9 @@ class ParsedAction:
 
 def normalize_command(text: str) -> str:
     """Lower-case, drop control characters, collapse white space, strip quotes and a final period."""
-    text = _SPACES.sub(" ", _CONTROL.sub(" ", text)).lower()
-    previous = None
-    while text != previous:  # to a fixed point, so normalising twice changes nothing (e.g. "' 0", "'go' .")
-        previous = text
-        text = text.strip(" \"'`")
-        while text.endswith((".", "!")):
-            text = text[:-1]
+    text = _SPACES.sub(" ", _CONTROL.sub(" ", text)).lower().strip(" \"'`")
+    while text.endswith((".", "!")):  # re-strip after each cut, so normalising twice changes nothing ("'go' .")
+        text = text[:-1].strip(" \"'`")
     return text
 
 

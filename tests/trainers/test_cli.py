@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainers.core.cli import TRAINERS, _load, config_table, main
+from trainers.core.cli import TRAINERS, config_table, load_entry, main
 
 
 @pytest.mark.parametrize("method", sorted(TRAINERS))
@@ -13,7 +13,7 @@ def test_help_lists_every_config_field(method: str, capsys: pytest.CaptureFixtur
         main([method, "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    config_cls = _load(TRAINERS[method][0])
+    config_cls = load_entry(TRAINERS[method][0])
     for name in config_cls.__dataclass_fields__:
         assert "--" + name.replace("_", "-") in out, name
 

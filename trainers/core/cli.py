@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import MISSING, fields, is_dataclass
 from typing import Any
 
-__all__ = ["TRAINERS", "build_parser", "config_from_args", "config_table", "field_docs", "main", "register_trainer"]
+__all__ = ["TRAINERS", "build_parser", "config_from_args", "config_table", "field_docs", "load_entry", "main", "register_trainer"]
 
 TRAINERS: dict[str, tuple[str, str]] = {
     "grpo": ("trainers.grpo.config:GRPOConfig", "trainers.grpo.trainer:GRPOTrainer"),
@@ -41,7 +41,7 @@ def register_trainer(name: str, config: str, trainer: str) -> None:
     TRAINERS[name] = (config, trainer)
 
 
-def _load(entry: str) -> Any:
+def load_entry(entry: str) -> Any:
     module, _, attr = entry.partition(":")
     return getattr(importlib.import_module(module), attr)
 
@@ -183,10 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     method, rest = args[0], args[1:]
     config_entry, trainer_entry = TRAINERS[method]
     if "--config-table" in rest:  # the Markdown table of the docs
-        print(config_table(_load(config_entry)))
+        print(config_table(load_entry(config_entry)))
         return 0
-    config = config_from_args(_load(config_entry), rest, prog=f"python -m trainers {method}")
-    trainer = _load(trainer_entry)(config)
+    config = config_from_args(load_entry(config_entry), rest, prog=f"python -m trainers {method}")
+    trainer = load_entry(trainer_entry)(config)
     metrics = trainer.train()
     if trainer.is_main:
         shown = {k: round(v, 4) for k, v in sorted(metrics.items()) if k.startswith(("eval/", "env/success"))}
