@@ -206,6 +206,8 @@ def test_gigpo_by_hand() -> None:
     close(out.extras["adv_step"], [s, 0, -s, 0, 0])
     close(out.advantages, [e + s, e, -e - s, -e, 0])
     close(run("gigpo", batch, gigpo_omega=0.5).advantages, [e + s / 2, e, -e - s / 2, -e, 0])
+    # anchor groups: (0, A) has 2 turns, the other three are alone -> sizes (2, 1, 2, 1, 1)
+    assert out.stats == pytest.approx({"anchor_size": 7 / 5, "anchor_shared_frac": 2 / 5})
 
 
 @settings(max_examples=40, deadline=None)
@@ -215,6 +217,7 @@ def test_gigpo_with_distinct_states_is_grpo(groups: list[list[list[float]]]) -> 
     keys = tuple(f"s{i}" for i in range(batch.num_turns))
     distinct = dataclasses.replace(batch, state_keys=keys)
     torch.testing.assert_close(run("gigpo", distinct).advantages, run("grpo", batch).advantages)
+    assert run("gigpo", distinct).stats == {"anchor_size": 1.0, "anchor_shared_frac": 0.0}
 
 
 # ----------------------------------------------------------------------------------------------- HAE

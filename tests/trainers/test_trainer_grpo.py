@@ -115,11 +115,14 @@ class _ConstantAdvantageTrainer(GRPOTrainer):
 def test_estimator_by_name_and_per_token_weights(tmp_path: Path) -> None:
     name = "test_constant_adv"
     if name not in ADVANTAGES:
-        ADVANTAGES.register(name)(lambda batch, cfg: AdvantageOutput(torch.full_like(batch.rewards, 0.5)))
+        ADVANTAGES.register(name)(
+            lambda batch, cfg: AdvantageOutput(torch.full_like(batch.rewards, 0.5), stats={"probe": 3.0})
+        )
     cfg = small(tmp_path, advantage=name, sft_episodes=0, eval_split=None, iterations=1, save_final_model=False)
     trainer = _ConstantAdvantageTrainer(cfg)
     m = trainer.train()
     assert m["adv/mean"] == pytest.approx(0.5) and m["adv/std"] == pytest.approx(0.0)
+    assert m["adv/probe"] == 3.0  # the estimator's own diagnostics are logged under adv/
     # weights enter the loss as a weighted token-mean: only first tokens count, each with weight 2
     batch = trainer.make_batch(trainer.collect(trainer.sample_tasks()))
     batch.rewards = trainer.score(batch)

@@ -161,12 +161,14 @@ class AdvantageConfig:
 
 @dataclass(frozen=True, eq=False)
 class AdvantageOutput:
-    """Per-turn results: ``advantages`` [N], ``returns`` [N] value targets (None without a critic), and
-    ``extras``, further named per-turn tensors (``hae``: adv_high, adv_switch, ret_high, ret_switch)."""
+    """Per-turn results: ``advantages`` [N], ``returns`` [N] value targets (None without a critic),
+    ``extras``, further named per-turn tensors (``hae``: adv_high, adv_switch, ret_high, ret_switch), and
+    ``stats``, scalar diagnostics of the estimator that the trainer logs as ``adv/<name>``."""
 
     advantages: Tensor
     returns: Tensor | None = None
     extras: dict[str, Tensor] = field(default_factory=dict)
+    stats: dict[str, float] = field(default_factory=dict)
 
 
 def standardise(x: Tensor, mask: Tensor | None = None, eps: float = 1e-6) -> Tensor:
@@ -299,7 +301,9 @@ def gigpo(batch: TurnBatch, cfg: AdvantageConfig) -> AdvantageOutput:
     A^E is GRPO's episode advantage. A^S: the turns of a task group with the same ``state_keys`` form an
     anchor group; G_t = sum_k gigpo_gamma^k r_{t+k} (within the trajectory) is normalised in it,
     (G_t - mean) / (std + eps) (unbiased std); an anchor group of one gives A^S = 0.
-    Extras: ``adv_episode`` (A^E), ``adv_step`` (A^S), ``step_return`` (G).
+    Extras: ``adv_episode`` (A^E), ``adv_step`` (A^S), ``step_return`` (G). Stats: ``anchor_size`` (mean
+    size of a turn's anchor group), ``anchor_shared_frac`` (turns whose anchor group has another turn: the
+    turns A^S can reach).
     """
     _need(batch, "gigpo", "state_keys")
     assert batch.state_keys is not None
@@ -319,13 +323,15 @@ def gigpo(batch: TurnBatch, cfg: AdvantageConfig) -> AdvantageOutput:
         anchors.setdefault((grp, key), len(anchors))
         for grp, key in zip(batch.group_ids.tolist(), batch.state_keys, strict=True)
     ]
-    step = _group_centre(
-        torch.tensor(g, dtype=torch.float64), torch.tensor(ids, dtype=torch.long), cfg.eps, cfg.norm_by_std
-    )
+    anchor_ids = torch.tensor(ids, dtype=torch.long)
+    step = _group_centre(torch.tensor(g, dtype=torch.float64), anchor_ids, cfg.eps, cfg.norm_by_std)
     step_t = _out(step, batch.rewards)
+    size = torch.bincount(anchor_ids)[anchor_ids].double() if n else torch.zeros(0, dtype=torch.float64)
     return AdvantageOutput(
         advantages=episode + cfg.gigpo_omega * step_t,
         extras={"adv_episode": episode, "adv_step": step_t, "step_return": _out(g, batch.rewards)},
+        stats={"anchor_size": float(size.mean()) if n else 0.0,
+               "anchor_shared_frac": float((size > 1).double().mean()) if n else 0.0},
     )
 
 

@@ -175,6 +175,7 @@ def transcript_record(traj: Trajectory, tokenizer: Any | None = None) -> dict[st
                 "format_ok": t.format_ok,
                 "plan_score": t.plan_score,
                 "won": t.won,
+                "state_hash": t.state_hash,
             }
             for t in traj.turns
         ],

@@ -398,6 +398,8 @@ class Trainer(RuntimeMixin):
             "perf/env_time_frac": rs.env_s / max(rs.total_s, 1e-9),
             "perf/rollout_s": rs.total_s,
         }
+        if batch.adv_output is not None:
+            m.update({f"adv/{k}": float(v) for k, v in batch.adv_output.stats.items()})
         m["perf/train_tokens_per_s"] = self.trained_tokens / max(stats.get("perf/update_s", 0.0), 1e-9)
         m.update(stats)
         return m
