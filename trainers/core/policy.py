@@ -216,7 +216,8 @@ class Policy:
         """
         if truncation_side not in ("left", "right"):
             raise ValueError(f"truncation_side must be 'left' or 'right', got {truncation_side!r}")
-        ids = [list(x) for x in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+        # verbose=False: no "longer than the maximum sequence length" warning, the cut below is ours to make
+        ids = [list(x) for x in self.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]]
         if max_tokens is None:
             return ids
         if truncation_side == "left":
