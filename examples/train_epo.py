@@ -2,8 +2,8 @@
 
 Every run uses ``examples/train_grpo.py``'s ``RECIPE`` (read from that file, so the examples stay in step):
 small-scene ``PilotALFWorldSmall-v0`` (its four task types), the same tiny model and SFT warm start, 64
-training episodes per iteration, then valid_unseen at temperature 0.4. The GRPO pair runs the recipe's
-iterations; the PPO pair (64 tasks x 1 rollout per iteration, critic lr 10x the actor's) stops at the end of
+training episodes per iteration (GRPO with the recipe's episode-level advantage, not the example's GiGPO),
+then valid_unseen at temperature 0.4. The GRPO pair runs the recipe's iterations; the PPO pair (64 tasks x 1 rollout per iteration, critic lr 10x the actor's) stops at the end of
 the iteration that reaches the env steps the GRPO baseline played. EPO adds only its terms, with the
 published coefficients (c_H 0.001, beta 1, kappa (0, 2), alpha 0.1 on ALFWorld / 0.05 on ScienceWorld) and
 its phase schedule over the run; the KL coefficient is the recipe's in every arm, so each pair differs only
@@ -27,11 +27,11 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _jobs import run_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("grpo", "epo_grpo", "ppo", "epo_ppo")
@@ -239,28 +239,14 @@ def main() -> None:
             p.error(f"the PPO runs take their budget from {ref}: run grpo first or pass --env-steps")
         return -1
 
-    pending, running = ([] if a.report else [f"{e}/{m}" for e in envs for m in methods]), []
-    child_env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    while pending or running:
-        while (ready := [j for j in pending if budget(j) != -1]) and len(running) < a.parallel:
-            job = ready[0]
-            pending.remove(job)
-            (out / job).mkdir(parents=True, exist_ok=True)
-            steps = budget(job)
-            cmd = [sys.executable, __file__, "--worker", job, "--out", str(out), "--seed", str(a.seed),
-                   *(["--env-steps", str(steps)] if steps else []), *(["--quick"] if a.quick else [])]
-            log = open(out / job / "stdout.log", "w")  # noqa: SIM115 (closed when the worker ends)
-            running.append((job, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=child_env), log))
-            print(f"started {job}", flush=True)
-        time.sleep(2)
-        for item in list(running):
-            job, proc, log = item
-            if proc.poll() is not None:
-                log.close()
-                running.remove(item)
-                print(f"{job} finished (exit {proc.returncode})", flush=True)
-                if proc.returncode:
-                    sys.exit(f"{job} failed: see {out / job / 'stdout.log'}")
+    def command(job: str) -> list[str] | None:
+        if (steps := budget(job)) == -1:
+            return None
+        return [sys.executable, __file__, "--worker", job, "--out", str(out), "--seed", str(a.seed),
+                *(["--env-steps", str(steps)] if steps else []), *(["--quick"] if a.quick else [])]
+
+    if not a.report:
+        run_jobs([f"{e}/{m}" for e in envs for m in methods], command, out, a.parallel)
     done = {e: [m for m in methods if (out / e / m / "result.json").exists()] for e in envs}
     results = {e: {m: json.loads((out / e / m / "result.json").read_text()) for m in ms} for e, ms in done.items() if ms}
     (out / "results.json").write_text(json.dumps(results, indent=1))

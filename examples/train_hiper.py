@@ -4,8 +4,9 @@ All three use the GRPO example's recipe (``RECIPE`` of examples/train_grpo.py, r
 env setting (small scenes, its task types), the same tiny model (same tokenizer, same initial weights), the
 same SFT warm start (episodes, steps, schedule; each method in its own answer format: ``hiper`` for HiPER,
 ``think_action`` with the milestone as thought for GRPO and PPO), the same learning rate and episodes per
-iteration, and the same budget of RL env steps (default: the most the GRPO example's RL can use,
-iterations x episodes x turn cap). PPO and HiPER add a critic (learning rate 10x the actor's, the paper's
+iteration (GRPO with the recipe's episode-level advantage, not the GRPO example's GiGPO ``ADVANTAGE``), and
+the same budget of RL env steps (default: the most the GRPO example's RL can use, iterations x episodes x turn
+cap). PPO and HiPER add a critic (learning rate 10x the actor's, the paper's
 ratio) and play each task once instead of in groups of 8. Then every valid_unseen task of those types is
 played at temperature 0.4. Each method runs in its own process (its own wall time and peak RSS),
 ``--parallel`` of them at a time.
@@ -30,6 +31,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _jobs import CHILD_ENV, run_jobs
 
 METHODS = ("grpo", "ppo", "hiper")
 TYPES = ("pick_and_place_simple", "look_at_obj_in_light", "pick_clean_then_place_in_recep",
@@ -217,30 +220,11 @@ def main() -> None:
     if unknown := set(methods) - set(METHODS):
         p.error(f"unknown methods {sorted(unknown)}")
     out.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     flags = [*(["--quick"] if a.quick else []), *(["--all-types"] if a.all_types else [])]
     if not a.report:
-        subprocess.run([sys.executable, __file__, "--worker", "prepare", "--out", str(out), *flags], env=env,
-                       check=True)
-    pending, running = ([] if a.report else list(methods)), []
-    while pending or running:
-        while pending and len(running) < a.parallel:
-            m = pending.pop(0)
-            (out / m).mkdir(parents=True, exist_ok=True)
-            cmd = [sys.executable, __file__, "--worker", m, "--out", str(out), "--env-steps", str(budget),
-                   "--seed", str(a.seed), *flags]
-            log = open(out / m / "stdout.log", "w")  # noqa: SIM115 (closed when the worker ends)
-            running.append((m, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
-            print(f"started {m}", flush=True)
-        time.sleep(2)
-        for item in list(running):
-            m, proc, log = item
-            if proc.poll() is not None:
-                log.close()
-                running.remove(item)
-                print(f"{m} finished (exit {proc.returncode})", flush=True)
-                if proc.returncode:
-                    sys.exit(f"{m} failed: see {out / m / 'stdout.log'}")
+        worker = [sys.executable, __file__, "--out", str(out), "--seed", str(a.seed), *flags, "--worker"]
+        subprocess.run([*worker, "prepare"], env={**os.environ, **CHILD_ENV}, check=True)
+        run_jobs(methods, lambda m: [*worker, m, "--env-steps", str(budget)], out, a.parallel)
     results = {m: json.loads((out / m / "result.json").read_text()) for m in methods}
     (out / "results.json").write_text(json.dumps(results, indent=1))
     md = tables(results)
