@@ -41,12 +41,14 @@ ENVS = {
     "alfworld": dict(epo_alpha=0.1),
     # A reduced setting (ScienceWorld's JVM steps cost ~10x an ALFWorld step, and its prompts are long: an SFT
     # step on 1,024-token prompts took 2-6 s): two "find" tasks with the easy simplifications, deterministic
-    # wording (GRPO groups see the same text), 640-token prompts, 32 episodes per iteration.
+    # wording (GRPO groups see the same text), 640-token prompts, 32 episodes per iteration. The turn cap must
+    # exceed the expert's path: find-plant's gold paths take 11 actions (a cap of 10 made it unsolvable and cut
+    # the SFT demonstrations short).
     "scienceworld": dict(env="PilotScienceWorld-v0", epo_alpha=0.05, eval_split="dev", eval_tasks=None,
                          env_kwargs={"task": ["find-animal", "find-plant"], "simplifications": "easy",
                                      "deterministic": True},
-                         num_envs=8, tasks_per_iteration=4, iterations=10, max_turns=10, eval_max_turns=10,
-                         max_prompt_tokens=640, sft_episodes=100, sft_steps=120, tiny_corpus_episodes=100,
+                         num_envs=8, tasks_per_iteration=4, iterations=10, max_turns=16, eval_max_turns=16,
+                         max_prompt_tokens=640, sft_episodes=100, sft_steps=300, tiny_corpus_episodes=100,
                          eval_samples=1, save_every=5),
 }
 QUICK = dict(eval_samples=1, sft_episodes=40, sft_steps=40, sft_warmup_steps=5, iterations=3, tasks_per_iteration=2, num_envs=16,
