@@ -189,6 +189,8 @@ def plots(results: dict[str, dict[str, dict]], out: Path, img: Path) -> list[Pat
         ax.set_xlabel("env steps", fontsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(runs):]:
+        ax.set_axis_off()
     fig.tight_layout()
     paths.append(img / "epo_entropy_turns.png")
     fig.savefig(paths[-1], dpi=100)
