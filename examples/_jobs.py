@@ -31,8 +31,11 @@ def run_jobs(
     env = {**os.environ, **CHILD_ENV}
     try:
         while pending or running:
-            while len(running) < parallel and (ready := [(j, c) for j in pending if (c := command(j)) is not None]):
-                job, cmd = ready[0]
+            while len(running) < parallel:
+                ready = next(((j, c) for j in pending if (c := command(j)) is not None), None)
+                if ready is None:
+                    break
+                job, cmd = ready
                 pending.remove(job)
                 (out / job).mkdir(parents=True, exist_ok=True)
                 log = open(out / job / "stdout.log", "w")  # noqa: SIM115 (closed when the worker ends)

@@ -3,15 +3,16 @@
 Every run uses ``examples/train_grpo.py``'s ``RECIPE`` (read from that file, so the examples stay in step):
 small-scene ``PilotALFWorldSmall-v0`` (its four task types), the same tiny model and SFT warm start, 64
 training episodes per iteration (GRPO with the recipe's episode-level advantage, not the example's GiGPO),
-then valid_unseen at temperature 0.4. The GRPO pair runs the recipe's iterations; the PPO pair (64 tasks x 1 rollout per iteration, critic lr 10x the actor's) stops at the end of
-the iteration that reaches the env steps the GRPO baseline played. EPO adds only its terms, with the
-published coefficients (c_H 0.001, beta 1, kappa (0, 2), alpha 0.1 on ALFWorld / 0.05 on ScienceWorld) and
-its phase schedule over the run; the KL coefficient is the recipe's in every arm, so each pair differs only
-by EPO's entropy terms.
+then valid_unseen at temperature 0.4. The GRPO pair runs the recipe's iterations; the PPO pair (64 tasks x 1
+rollout per iteration, critic lr 10x the actor's) stops at the end of the iteration that reaches the env
+steps the GRPO baseline played. EPO adds only its terms, with the published coefficients (c_H 0.001, beta 1,
+kappa (0, 2), alpha 0.1 on ALFWorld / 0.05 on ScienceWorld) and its phase schedule over the run; the KL
+coefficient is the recipe's in every arm, so each pair differs only by EPO's entropy terms.
 
 The baselines run as the EPO trainer with c_H = 0, which tests/trainers/test_epo.py proves is exactly the
 baseline (same losses, gradients and weights), so they log the same per-turn entropies. ``PilotScienceWorld-v0``
-is added when it is registered and ``--envs`` asks for it, in a reduced setting (``ENVS``). Each run is its own process, ``--parallel`` at a time.
+is added when it is registered and ``--envs`` asks for it, in a reduced setting (``ENVS``). Each run is its
+own process, ``--parallel`` at a time.
 
     python examples/train_epo.py --quick            # smoke run (a few minutes on 2 cores)
     nice -n 10 python examples/train_epo.py --parallel 2    # the measured run of docs/trainers/epo.md
@@ -236,21 +237,17 @@ def main() -> None:
         else:
             print(f"{env_id} is not registered: skipping {env}", flush=True)
 
-    def budget(job: str) -> int | None:
-        """The env-step budget of a job; -1 while it waits for the GRPO baseline's count."""
-        env, method = job.split("/")
-        if a.env_steps or not method.endswith("ppo"):
-            return a.env_steps
-        ref = out / env / "grpo" / "result.json"
-        if ref.exists():
-            return int(json.loads(ref.read_text())["env_steps"])
-        if "grpo" not in methods:
-            p.error(f"the PPO runs take their budget from {ref}: run grpo first or pass --env-steps")
-        return -1
-
     def command(job: str) -> list[str] | None:
-        if (steps := budget(job)) == -1:
-            return None
+        """The worker command of a job; None while a PPO run waits for the GRPO baseline's env-step count."""
+        env, method = job.split("/")
+        steps = a.env_steps
+        if not steps and method.endswith("ppo"):
+            ref = out / env / "grpo" / "result.json"
+            if not ref.exists():
+                if "grpo" not in methods:
+                    p.error(f"the PPO runs take their budget from {ref}: run grpo first or pass --env-steps")
+                return None
+            steps = int(json.loads(ref.read_text())["env_steps"])
         return [sys.executable, __file__, "--worker", job, "--out", str(out), "--seed", str(a.seed),
                 *(["--env-steps", str(steps)] if steps else []), *(["--quick"] if a.quick else [])]
 

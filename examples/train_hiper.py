@@ -64,8 +64,8 @@ def settings(method: str, quick: bool, all_types: bool) -> dict:
                   recipe.get("invalid_action_penalty", 0.1),
                   "instruction": "Answer with <switch>KEEP or SWITCH</switch><subgoal>...</subgoal><action>...</action>."},
     }
-    quick_kw = dict(sft_episodes=40, sft_steps=40, sft_warmup_steps=5, max_turns=6, eval_max_turns=6, eval_tasks=12, eval_samples=1,
-                    num_envs=16, tiny_corpus_episodes=60)
+    quick_kw = dict(sft_episodes=40, sft_steps=40, sft_warmup_steps=5, max_turns=6, eval_max_turns=6, eval_tasks=12,
+                    eval_samples=1, num_envs=16, tiny_corpus_episodes=60)
     return {**shared, **per_method[method], **(quick_kw if quick else {})}
 
 

@@ -10,6 +10,7 @@ device. The trainer broadcasts a turn's advantage to the policy tokens of that t
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -323,15 +324,15 @@ def gigpo(batch: TurnBatch, cfg: AdvantageConfig) -> AdvantageOutput:
         anchors.setdefault((grp, key), len(anchors))
         for grp, key in zip(batch.group_ids.tolist(), batch.state_keys, strict=True)
     ]
-    anchor_ids = torch.tensor(ids, dtype=torch.long)
-    step = _group_centre(torch.tensor(g, dtype=torch.float64), anchor_ids, cfg.eps, cfg.norm_by_std)
+    step = _group_centre(torch.tensor(g, dtype=torch.float64), torch.tensor(ids, dtype=torch.long), cfg.eps,
+                         cfg.norm_by_std)
     step_t = _out(step, batch.rewards)
-    size = torch.bincount(anchor_ids)[anchor_ids].double() if n else torch.zeros(0, dtype=torch.float64)
+    sizes = Counter(ids).values()  # turns per anchor group; a turn in a group of c sees c
     return AdvantageOutput(
         advantages=episode + cfg.gigpo_omega * step_t,
         extras={"adv_episode": episode, "adv_step": step_t, "step_return": _out(g, batch.rewards)},
-        stats={"anchor_size": float(size.mean()) if n else 0.0,
-               "anchor_shared_frac": float((size > 1).double().mean()) if n else 0.0},
+        stats={"anchor_size": sum(c * c for c in sizes) / max(n, 1),
+               "anchor_shared_frac": sum(c for c in sizes if c > 1) / max(n, 1)},
     )
 
 
