@@ -38,6 +38,7 @@ RECIPE = dict(
     env="PilotALFWorldSmall-v0",
     env_kwargs={"task_types": TASK_TYPES},
     output_dir="runs/grpo_demo",
+    overwrite=True,  # an example re-run replaces its previous run (pass --resume to continue one instead)
     model="tiny",
     tiny_hidden=64,
     tiny_layers=2,

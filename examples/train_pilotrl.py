@@ -32,6 +32,7 @@ SHORT = {"pick_and_place_simple": "pick", "look_at_obj_in_light": "look", "pick_
          "pick_two_obj_and_place": "pick two"}
 
 COMMON: dict[str, Any] = dict(
+    overwrite=True,  # an example re-run replaces its previous runs
     env="PilotALFWorldSmall-v0", model="tiny", tiny_hidden=64, tiny_layers=2, tiny_heads=4,
     prompt_format="adaplan", plan_mode="agent", instruction="Answer with <think>...</think><action>...</action>.",
     task_reminder=True, history_window=0, reward_mode="progress", success_reward=10.0, invalid_action_penalty=0.1,

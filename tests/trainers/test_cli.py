@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from trainers.core.cli import TRAINERS, config_table, load_entry, main
@@ -14,8 +16,8 @@ def test_help_lists_every_config_field(method: str, capsys: pytest.CaptureFixtur
     assert exc.value.code == 0
     out = capsys.readouterr().out
     config_cls = load_entry(TRAINERS[method][0])
-    for name in config_cls.__dataclass_fields__:
-        assert "--" + name.replace("_", "-") in out, name
+    for f in dataclasses.fields(config_cls):
+        assert "--" + f.name.replace("_", "-") in out, f.name
 
 
 @pytest.mark.parametrize("method", sorted(TRAINERS))

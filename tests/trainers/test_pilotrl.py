@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -149,7 +150,7 @@ def test_config_fields_stages_and_cli() -> None:
         with pytest.raises(ValueError):
             PilotRLConfig(**bad)
     docs = field_docs(PilotRLConfig)
-    assert all(docs.get(n) for n in PilotRLConfig.__dataclass_fields__)
+    assert all(docs.get(f.name) for f in dataclasses.fields(PilotRLConfig))
     assert "| `stage2_iterations` |" in config_table(PilotRLConfig)
     parsed = config_from_args(PilotRLConfig, ["--stage1-iterations", "4", "--judge", "trainers.pilotrl.judge:env_judge",
                                               "--no-frozen-executor", "--plan-weight", "2.5"])

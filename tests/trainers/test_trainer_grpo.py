@@ -3,6 +3,7 @@ transcripts, final model), estimators looked up by name, per-token weights."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -51,7 +52,7 @@ def test_config_validation() -> None:
 @pytest.mark.parametrize("cls", [GRPOConfig, PPOConfig])
 def test_every_field_is_documented_and_in_the_table(cls) -> None:
     docs = field_docs(cls)
-    names = [f for f in cls.__dataclass_fields__]
+    names = [f.name for f in dataclasses.fields(cls)]
     assert all(docs.get(n) for n in names), [n for n in names if not docs.get(n)]
     table = config_table(cls)
     assert all(f"| `{n}` |" in table for n in names)
@@ -95,8 +96,9 @@ def test_short_grpo_run_writes_everything(tmp_path: Path) -> None:
     assert (run / "transcripts" / "iter-000001.jsonl").exists() and (run / "transcripts" / "eval-step-000002.jsonl").exists()
     ckpt = latest_checkpoint(run / "checkpoints")
     assert ckpt is not None and ckpt.name == "step-000002"
-    assert {p.name for p in ckpt.iterdir()} == {"policy.safetensors", "ref.safetensors", "optimizers.pt", "rng.pt",
-                                                "trainer_state.json"}
+    assert {p.name for p in ckpt.iterdir()} == {"policy.safetensors", "ref.safetensors", "optimizers.json",
+                                                "optimizers.safetensors", "rng.json", "rng.safetensors",
+                                                "trainer_state.json", "manifest.json"}
     reloaded = Policy.from_pretrained(run / "final")
     after = trainer.policy.model.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before), "training changed the weights"

@@ -1,35 +1,67 @@
-"""Checkpoints that resume a run exactly: weights, optimizers, RNG states and trainer state.
+"""Checkpoints that resume a run exactly (weights, optimizers, RNG states, trainer state) and never run code.
 
 Layout of ``<run>/checkpoints/step-000010/``::
 
-    <name>.safetensors      one per module (``safetensors.torch.save_model``: tied weights handled)
-    optimizers.pt           every optimizer's ``state_dict`` (and LR schedulers')
-    rng.pt                  torch CPU (+ CUDA) RNG, numpy generators, named torch generators
-    trainer_state.json      step, config, and whatever JSON-safe state the trainer adds
+    <name>.safetensors                          one per module (``safetensors.torch.save_model``: tied weights handled)
+    optimizers.json + optimizers.safetensors    every optimizer's ``state_dict`` (:mod:`trainers.core.safestate`)
+    rng.json + rng.safetensors                  torch CPU (+ CUDA) RNG, named torch generators, numpy generators
+    trainer_state.json                          step, config, and whatever JSON-safe state the trainer adds
+    manifest.json                               written last: the size and SHA-256 of every other file
 
-A checkpoint is written into a temporary sibling directory and renamed into place (``os.replace``), so a
-crash never leaves a half-written checkpoint under a final name; :func:`latest_checkpoint` ignores
-anything else. Only the main process should call :func:`save_checkpoint`.
+Nothing is pickled, so loading a checkpoint cannot execute code; a checkpoint of the older pickle format
+(``optimizers.pt``, ``rng.pt``) is refused, never unpickled. A checkpoint is written into a temporary sibling
+directory and renamed into place (``os.replace``), so a crash never leaves a half-written checkpoint under a
+final name. On resume :func:`find_checkpoint` verifies checkpoints against their manifests, newest first, skips
+a damaged one with a :class:`CheckpointWarning` (falling back to the previous complete one), and raises
+:class:`CheckpointError` naming every file and what is wrong with it when none is usable. Only the main process
+should call :func:`save_checkpoint`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
-__all__ = ["latest_checkpoint", "load_checkpoint", "rng_state", "save_checkpoint", "set_rng_state"]
+from trainers.core.safestate import StateFormatError, load_state, save_state
+
+__all__ = [
+    "CheckpointError",
+    "CheckpointWarning",
+    "find_checkpoint",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "read_trainer_state",
+    "rng_state",
+    "save_checkpoint",
+    "set_rng_state",
+    "verify_checkpoint",
+]
 
 _NAME = re.compile(r"^step-(\d+)$")
+MANIFEST = "manifest.json"
+STATE = "trainer_state.json"
+PICKLED = ("optimizers.pt", "rng.pt")  # the older format, refused
+
+
+class CheckpointError(RuntimeError):
+    """No usable checkpoint, or one that cannot be loaded into this trainer."""
+
+
+class CheckpointWarning(UserWarning):
+    """A damaged checkpoint was skipped in favour of an older one."""
 
 
 def rng_state(generators: Mapping[str, torch.Generator], np_generators: Mapping[str, np.random.Generator]) -> dict:
@@ -54,6 +86,14 @@ def set_rng_state(
         g.bit_generator.state = state["numpy"][k]
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def save_checkpoint(
     root: str | Path,
     step: int,
@@ -72,9 +112,12 @@ def save_checkpoint(
     try:
         for name, module in modules.items():
             save_model(module, str(tmp / f"{name}.safetensors"))
-        torch.save({k: o.state_dict() for k, o in optimizers.items()}, tmp / "optimizers.pt")
-        torch.save(dict(rng), tmp / "rng.pt")
-        (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **state}, indent=1, default=str))
+        save_state({k: o.state_dict() for k, o in optimizers.items()}, tmp / "optimizers.json",
+                   tmp / "optimizers.safetensors")
+        save_state(dict(rng), tmp / "rng.json", tmp / "rng.safetensors")
+        (tmp / STATE).write_text(json.dumps({"step": step, **state}, indent=1, default=str))
+        files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(tmp.iterdir())}
+        (tmp / MANIFEST).write_text(json.dumps({"format": 1, "step": step, "files": files}, indent=1))
         if final.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=root))
             os.replace(final, old / "x")
@@ -95,9 +138,72 @@ def _checkpoints(root: Path) -> list[Path]:
 
 
 def latest_checkpoint(root: str | Path) -> Path | None:
-    """The complete checkpoint with the highest step under ``root`` (None if there is none)."""
-    found = [p for p in _checkpoints(Path(root)) if (p / "trainer_state.json").exists()]
+    """The complete checkpoint (manifest written) with the highest step under ``root`` (None if there is none).
+    Completeness only: :func:`find_checkpoint` also verifies the files."""
+    found = [p for p in _checkpoints(Path(root)) if (p / MANIFEST).exists()]
     return found[-1] if found else None
+
+
+def verify_checkpoint(path: str | Path) -> list[str]:
+    """What is wrong with checkpoint ``path`` (each entry names a file); empty when every file matches its
+    manifest."""
+    path = Path(path)
+    if not (path / MANIFEST).exists():
+        pickled = [n for n in PICKLED if (path / n).exists()]
+        if pickled:
+            return [f"{path / pickled[0]}: older pickle format (loading it could run code); not loaded - "
+                    "start a fresh run, or resume from a checkpoint written by this version"]
+        return [f"{path / MANIFEST}: missing (an incomplete checkpoint)"]
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+        files = dict(manifest["files"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return [f"{path / MANIFEST}: unreadable ({exc})"]
+    problems = []
+    for name, meta in sorted(files.items()):
+        p = path / name
+        if "/" in name or name.startswith(".") or not isinstance(meta, dict):
+            problems.append(f"{path / MANIFEST}: bad entry {name!r}")
+        elif not p.is_file():
+            problems.append(f"{p}: missing")
+        elif p.stat().st_size != meta.get("bytes"):
+            problems.append(f"{p}: {p.stat().st_size} bytes, the manifest says {meta.get('bytes')}")
+        elif _sha256(p) != meta.get("sha256"):
+            problems.append(f"{p}: content differs from the manifest (SHA-256 mismatch)")
+    for needed in (STATE, "optimizers.json", "optimizers.safetensors", "rng.json", "rng.safetensors"):
+        if needed not in files:
+            problems.append(f"{path / needed}: not in the manifest")
+    return problems
+
+
+def find_checkpoint(root: str | Path) -> Path | None:
+    """The newest checkpoint under ``root`` whose files all match its manifest. Newer damaged or incomplete
+    ones are skipped with a :class:`CheckpointWarning`; None when there are no checkpoints at all;
+    :class:`CheckpointError` listing every problem when there are some but none is usable."""
+    problems: list[str] = []
+    for path in reversed(_checkpoints(Path(root))):
+        found = verify_checkpoint(path)
+        if not found:
+            if problems:
+                warnings.warn(f"skipped damaged checkpoint(s), resuming from {path}:\n  " + "\n  ".join(problems),
+                              CheckpointWarning, stacklevel=2)
+            return path
+        problems += found
+    if problems:
+        raise CheckpointError("no usable checkpoint in " + str(root) + ":\n  " + "\n  ".join(problems))
+    return None
+
+
+def read_trainer_state(path: str | Path) -> dict[str, Any]:
+    """``trainer_state.json`` of checkpoint ``path`` (step, config, trainer state)."""
+    file = Path(path) / STATE
+    try:
+        state = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{file}: unreadable ({exc})") from exc
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+        raise CheckpointError(f"{file}: not a trainer state (no integer 'step')")
+    return state
 
 
 def load_checkpoint(
@@ -108,18 +214,30 @@ def load_checkpoint(
     map_location: str | torch.device = "cpu",
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Load weights and optimizer states in place; returns ``(trainer_state, rng_state)`` (the caller
-    restores RNGs with :func:`set_rng_state` once everything else is built)."""
+    restores RNGs with :func:`set_rng_state` once everything else is built). Verify ``path`` first
+    (:func:`find_checkpoint`); errors name the file."""
     path = Path(path)
     for name, module in modules.items():
-        missing, unexpected = load_model(module, str(path / f"{name}.safetensors"), strict=False, device=str(map_location))
+        file = path / f"{name}.safetensors"
+        try:
+            missing, unexpected = load_model(module, str(file), strict=False, device=str(map_location))
+        except (SafetensorError, OSError, RuntimeError) as exc:
+            raise CheckpointError(f"{file}: cannot be loaded into the {name!r} module ({exc})") from exc
         if unexpected or any(not _tied(module, k) for k in missing):
-            raise RuntimeError(f"checkpoint {path.name}/{name}: missing {missing}, unexpected {unexpected}")
-    opt_states = torch.load(path / "optimizers.pt", map_location=map_location, weights_only=False)
+            raise CheckpointError(f"{file}: missing {missing}, unexpected {unexpected}")
+    try:
+        opt_states = load_state(path / "optimizers.json", path / "optimizers.safetensors")
+        rng = load_state(path / "rng.json", path / "rng.safetensors")
+    except StateFormatError as exc:
+        raise CheckpointError(str(exc)) from exc
     for name, opt in optimizers.items():
-        opt.load_state_dict(opt_states[name])
-    rng = torch.load(path / "rng.pt", map_location="cpu", weights_only=False)
-    state = json.loads((path / "trainer_state.json").read_text())
-    return state, rng
+        if name not in opt_states:
+            raise CheckpointError(f"{path / 'optimizers.json'}: no state for optimizer {name!r}")
+        try:
+            opt.load_state_dict(opt_states[name])
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise CheckpointError(f"{path / 'optimizers.json'}: optimizer {name!r} does not match ({exc})") from exc
+    return read_trainer_state(path), rng
 
 
 def _tied(module: torch.nn.Module, key: str) -> bool:

@@ -61,7 +61,8 @@ def field_docs(cls: type) -> dict[str, str]:
             if (isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name) and isinstance(b, ast.Expr)
                     and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str)):
                 docs[a.target.id] = " ".join(inspect.cleandoc(b.value.value).split())
-    return docs
+    names = {f.name for f in fields(cls)}  # not class attributes (``ClassVar``)
+    return {k: v for k, v in docs.items() if k in names}
 
 
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:

@@ -9,7 +9,7 @@ episodes per iteration.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from trainers.core.sft import THINK_MODES
 
@@ -19,6 +19,10 @@ __all__ = ["TrainerConfig"]
 @dataclass
 class TrainerConfig:
     """Settings shared by every trainer."""
+
+    budget_fields: ClassVar[tuple[str, ...]] = ("iterations",)
+    """The fields that make up the iteration budget: a resumed run may change them (and nothing else that
+    changes its results)."""
 
     # ------------------------------------------------------------------------------------------ run
     env: str = "PilotALFWorldSmall-v0"
@@ -34,7 +38,11 @@ class TrainerConfig:
     iterations: int = 100
     """RL iterations (collect -> score -> advantages -> update)."""
     resume: bool = False
-    """Continue from the newest checkpoint in ``output_dir/checkpoints`` (fresh start if there is none)."""
+    """Continue the run in ``output_dir`` from its newest verified checkpoint (a fresh start if there is none). The
+    config must match the saved one except ``iterations`` (and ``overwrite``/``progress_bar``)."""
+    overwrite: bool = False
+    """Replace the run already in ``output_dir`` (its metrics, checkpoints, transcripts, TensorBoard events and
+    final model are deleted); without it a fresh run refuses a directory that holds a run."""
 
     # ---------------------------------------------------------------------------------------- model
     dtype: str = "auto"

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from trainers.core.rollout import Trajectory
 
-__all__ = ["DEFAULT_CURVES", "RunLogger", "plot_learning_curves", "read_metrics", "save_transcripts", "transcript_record"]
+__all__ = ["DEFAULT_CURVES", "RunLogger", "atomic_write_text", "plot_learning_curves", "read_metrics", "save_transcripts", "transcript_record"]
 
 DEFAULT_CURVES: tuple[str, ...] = (
     "env/success_rate",
@@ -57,7 +57,7 @@ class RunLogger:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and self.path.exists():
             kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
-            _atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         elif resume_step is None and self.path.exists():
             self.path.unlink()
         if tensorboard:
@@ -95,7 +95,11 @@ def _num(v: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically: a temporary file in the same folder, then ``os.replace`` (readers
+    see the old file or the whole new one, never a part)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -104,6 +108,7 @@ def _atomic_write(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
@@ -183,16 +188,6 @@ def transcript_record(traj: Trajectory, tokenizer: Any | None = None) -> dict[st
 
 
 def save_transcripts(trajs: Sequence[Trajectory], path: str | Path, tokenizer: Any | None = None) -> Path:
-    """Write one JSON line per trajectory, atomically (a temp file in the same folder, then ``os.replace``)."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for traj in trajs:
-                f.write(json.dumps(transcript_record(traj, tokenizer), default=str) + "\n")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    """Write one JSON line per trajectory, atomically (:func:`atomic_write_text`)."""
+    return atomic_write_text(path, "".join(json.dumps(transcript_record(traj, tokenizer), default=str) + "\n"
+                                           for traj in trajs))

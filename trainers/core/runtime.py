@@ -13,9 +13,11 @@ number of collectives on every process, whatever its data). Replicas therefore s
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -23,11 +25,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from trainers.core.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from trainers.core.checkpoint import (
+    find_checkpoint,
+    load_checkpoint,
+    read_trainer_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from trainers.core.evaluation import evaluate_policy, report_metrics, split_tasks
 from trainers.core.logger import RunLogger, save_transcripts
 from trainers.core.policy import LoraSpec, Policy
 from trainers.core.rollout import PromptRenderer, TaskSpec
+from trainers.core.rundir import RunDirError, RunLock, claim_run_dir, config_json, record_resume
 from trainers.core.sft import expert_corpus, expert_samples, sft_train
 
 __all__ = ["RuntimeMixin"]
@@ -71,6 +81,7 @@ class RuntimeMixin:
         self.rollout_stats = None
         self.logger: RunLogger | None = None
         self.eval_history: list[dict[str, Any]] = []
+        self.run_lock: RunLock | None = None
 
     def env_kwargs(self) -> dict[str, Any]:
         """``gym.make`` kwargs: reward settings, ``plan_mode`` (when set) and ``env_kwargs``."""
@@ -242,7 +253,7 @@ class RuntimeMixin:
                 modules={k: unwrap(m) for k, m in self.checkpoint_modules().items()},
                 optimizers=self.checkpoint_optimizers(),
                 rng=rng,
-                state={"config": self.config.__dict__, "trainer": self.state_dict(), "eval_history": self.eval_history},
+                state={"config": config_json(self.config), "trainer": self.state_dict(), "eval_history": self.eval_history},
                 keep=self.config.keep_checkpoints,
             )
         self.accelerator.wait_for_everyone()
@@ -258,13 +269,38 @@ class RuntimeMixin:
         states = gather_object([mine]) if self.accelerator.num_processes > 1 else [mine]
         return {"per_process": states}
 
-    def try_resume(self) -> bool:
-        """Load the newest checkpoint of ``output_dir`` if ``config.resume``; True when resumed."""
-        if not self.config.resume:
-            return False
-        path = latest_checkpoint(self.run_dir / "checkpoints")
-        if path is None:
-            return False
+    def open_run(self) -> Path | None:
+        """Claim the run directory (:mod:`trainers.core.rundir`: lock, no silent replacement, resume checks the
+        config) and return the verified checkpoint a ``resume`` continues (None: a fresh start)."""
+        cfg = self.config
+        path = find_checkpoint(self.run_dir / "checkpoints") if cfg.resume else None
+        saved = read_trainer_state(path).get("config") if path is not None else None
+        error = None
+        if self.is_main:
+            try:
+                self.run_lock = claim_run_dir(self.run_dir, cfg, saved_config=saved)
+            except RunDirError as exc:
+                error = str(exc)
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            error = next((e for e in gather_object([error]) if e), None)
+            if error is not None and self.run_lock is not None:
+                self.close_run()
+        if error is not None:
+            raise RunDirError(error)
+        if cfg.resume and path is None and self.is_main:
+            print(f"{self.run_dir}: no checkpoint to resume, starting fresh", file=sys.stderr, flush=True)
+        return path
+
+    def close_run(self) -> None:
+        """Release the run directory's lock."""
+        if self.run_lock is not None:
+            self.run_lock.release()
+            self.run_lock = None
+
+    def resume_from(self, path: Path) -> None:
+        """Load checkpoint ``path`` (weights, optimizers, RNGs, trainer state) so the run continues exactly."""
         unwrap = self.accelerator.unwrap_model
         state, rng = load_checkpoint(path, modules={k: unwrap(m) for k, m in self.checkpoint_modules().items()},
                                      optimizers=self.checkpoint_optimizers(), map_location=self.policy.device)
@@ -276,7 +312,10 @@ class RuntimeMixin:
         self.step = int(state["step"])
         self.load_state_dict(state["trainer"])
         self.eval_history = list(state.get("eval_history", []))
-        return True
+        if self.is_main:
+            record_resume(self.run_dir, path, self.step)
+            print(f"{self.run_dir}: resumed from {path} (iteration {self.step} of {self.config.iterations})",
+                  file=sys.stderr, flush=True)
 
     def save_iteration_transcripts(self, trajs: list[Any]) -> None:
         """Every ``transcripts_every`` iterations (and the first), this process's trajectories as JSONL."""

@@ -157,16 +157,26 @@ class Trainer(RuntimeMixin):
     def train(self) -> dict[str, float]:
         """Warm start (SFT) and evaluate, then ``iterations`` RL iterations; returns the last metrics.
 
-        With ``resume`` the newest checkpoint is loaded and the run continues exactly where it stopped.
+        The run directory is claimed first (:meth:`open_run`: locked for the run; a fresh run refuses a
+        directory holding another run unless ``overwrite``). With ``resume`` the newest verified checkpoint is
+        loaded (its config must match) and the run continues exactly where it stopped.
         """
+        checkpoint = self.open_run()
+        try:
+            return self._train(checkpoint)
+        finally:
+            self.close_run()
+
+    def _train(self, checkpoint: Path | None) -> dict[str, float]:
         from tqdm.auto import tqdm
 
         cfg = self.config
-        resumed = self.try_resume()
+        if checkpoint is not None:
+            self.resume_from(checkpoint)
         self.logger = RunLogger(self.run_dir, tensorboard=cfg.tensorboard, enabled=self.is_main,
-                                resume_step=self.step if resumed else None)
+                                resume_step=self.step if checkpoint is not None else None)
         last: dict[str, float] = {}
-        if not resumed:
+        if checkpoint is None:
             sft = self.warm_start()
             if sft:
                 self.on_warm_start_end()

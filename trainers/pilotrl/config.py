@@ -6,6 +6,7 @@ stage-2 executor."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from trainers.core.config import TrainerConfig
 
@@ -16,6 +17,10 @@ __all__ = ["PilotRLConfig"]
 class PilotRLConfig(TrainerConfig):
     """PilotRL: an AdaPlan agent (global plan, then think + action each turn, plan revisions allowed) trained
     by three GRPO stages: follow given plans, make good plans, both jointly."""
+
+    budget_fields: ClassVar[tuple[str, ...]] = ("iterations", "stage1_iterations", "stage2_iterations",
+                                                "stage3_iterations")
+    """The stage lengths are the iteration budget (a resumed run may extend them)."""
 
     output_dir: str = "runs/pilotrl"
     """Run directory."""
