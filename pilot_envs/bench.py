@@ -2,6 +2,10 @@
 
 Sections are looked up in :data:`SECTIONS` ("module:function" strings, imported only when run); each
 returns rows of :class:`BenchRow`. Numbers are medians over repeated blocks, since these machines are noisy.
+
+``--out FILE`` keeps one block per section inside the file's ``env-throughput`` markers
+(``<!-- bench:<section>:start -->`` .. ``<!-- bench:<section>:end -->``, each with its own date, machine and
+command), so a run rewrites the blocks of the sections it measured and keeps the others (:func:`merge_sections`).
 """
 
 from __future__ import annotations
@@ -9,15 +13,17 @@ from __future__ import annotations
 import importlib
 import os
 import platform
+import re
 import statistics
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["BenchRow", "SECTIONS", "run_bench", "render_markdown", "time_steps", "native_section"]
+__all__ = ["BenchRow", "SectionResult", "SECTIONS", "run_sections", "run_bench", "render_markdown", "merge_sections",
+           "bench_command", "time_steps", "native_section"]
 
 
 @dataclass(frozen=True)
@@ -111,19 +117,41 @@ SECTIONS: dict[str, str] = {
 }
 
 
-def run_bench(sections: list[str] | None = None, *, quick: bool = False) -> tuple[list[BenchRow], list[str]]:
-    """Run the named sections (all by default). Returns rows and notes on sections that could not run."""
-    rows, skipped = [], []
-    for name in sections or list(SECTIONS):
-        if name not in SECTIONS:
-            raise KeyError(f"unknown bench section {name!r}; known: {sorted(SECTIONS)}")
+@dataclass(frozen=True)
+class SectionResult:
+    """What one section measured, or why it could not run (``skipped``)."""
+
+    name: str
+    rows: list[BenchRow] = field(default_factory=list)
+    skipped: str | None = None
+
+
+def run_sections(sections: list[str] | None = None, *, quick: bool = False) -> list[SectionResult]:
+    """Run the named sections (all by default), each to its own :class:`SectionResult`."""
+    names = list(sections or SECTIONS)
+    unknown = [name for name in names if name not in SECTIONS]
+    if unknown:  # before anything runs
+        raise KeyError(f"unknown bench section(s) {unknown}; known: {sorted(SECTIONS)}")
+    results = []
+    for name in names:
         module, _, fn = SECTIONS[name].partition(":")
         try:
             section = getattr(importlib.import_module(module), fn)
-            rows.extend(section(quick=quick))
+            results.append(SectionResult(name, list(section(quick=quick))))
         except ImportError as exc:  # optional engine or module not installed
-            skipped.append(f"{name}: skipped ({exc})")
-    return rows, skipped
+            results.append(SectionResult(name, skipped=f"{name}: skipped ({exc})"))
+    return results
+
+
+def run_bench(sections: list[str] | None = None, *, quick: bool = False) -> tuple[list[BenchRow], list[str]]:
+    """Run the named sections (all by default). Returns rows and notes on sections that could not run."""
+    results = run_sections(sections, quick=quick)
+    return [row for r in results for row in r.rows], [r.skipped for r in results if r.skipped]
+
+
+def bench_command(sections: list[str] | None, quick: bool) -> str:
+    """The command line that reproduces a run."""
+    return "pilot-envs bench" + (f" --sections {','.join(sections)}" if sections else "") + (" --quick" if quick else "")
 
 
 def machine() -> str:
@@ -149,3 +177,48 @@ def render_markdown(rows: list[BenchRow], skipped: list[str], command: str) -> s
     lines += [f"| {r.engine} | {r.steps_per_s:,.0f} | {r.step_ms:.3f} | {r.reset_ms:.3f} | {r.notes} |" for r in rows]
     lines += [f"- {s}" for s in skipped]
     return "\n".join(lines) + "\n"
+
+
+_BLOCK = re.compile(r"<!-- bench:([\w-]+):start -->\n?(.*?)<!-- bench:\1:end -->\n*", re.S)
+_REPRODUCE = re.compile(r"^Reproduce: `pilot-envs bench([^`]*)`", re.M)
+
+
+def merge_sections(old: str, new: Mapping[str, str]) -> str:
+    """The body of a benchmarks file's ``env-throughput`` block after a run: ``old`` with the blocks of the sections in
+    ``new`` (section -> :func:`render_markdown` text) replaced or added, the others kept, in :data:`SECTIONS` order.
+
+    A body written before per-section blocks (one table, no block markers) keeps the rows that were not measured
+    again (a row is known by its engine label), under its own header with its command narrowed to the sections left;
+    it is dropped once every section it named has been measured again."""
+    blocks = {m.group(1): m.group(2).strip("\n") + "\n" for m in _BLOCK.finditer(old)}
+    blocks.update(new)
+    order = [name for name in SECTIONS if name in blocks] + [name for name in blocks if name not in SECTIONS]
+    parts = [f"<!-- bench:{name}:start -->\n{blocks[name]}<!-- bench:{name}:end -->\n" for name in order]
+    legacy = _legacy_remainder(_BLOCK.sub("", old).strip("\n"), new)
+    return "\n".join(parts + ([legacy] if legacy else []))
+
+
+def _row_label(line: str) -> str | None:
+    if not line.startswith("|") or line.startswith(("|---", "| engine |")):
+        return None
+    return line.split("|")[1].strip()
+
+
+def _legacy_remainder(text: str, new: Mapping[str, str]) -> str:
+    """What is left of a single-table body (see :func:`merge_sections`) once the sections in ``new`` replace theirs."""
+    if not text:
+        return ""
+    match = _REPRODUCE.search(text)
+    flags = match.group(1) if match else ""
+    named = re.search(r"--sections (\S+)", flags)
+    sections = named.group(1).split(",") if named else list(SECTIONS)
+    left = [name for name in sections if name not in new]
+    measured = {_row_label(line) for body in new.values() for line in body.splitlines()} - {None}
+    lines = [line for line in text.splitlines() if _row_label(line) not in measured]
+    if not left or not any(_row_label(line) for line in lines):
+        return ""
+    kept = "\n".join(lines) + "\n"
+    if match:
+        quick = " --quick" if "--quick" in flags else ""
+        kept = _REPRODUCE.sub(f"Reproduce: `pilot-envs bench --sections {','.join(left)}{quick}`", kept, count=1)
+    return kept

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +56,29 @@ def _show(obs: dict[str, Any], info: dict[str, Any], reward: float | None = None
     print(line)
 
 
+def _read_command() -> str | None:
+    """The next line typed, or None at the end of input (EOF, or no stdin at all)."""
+    if sys.stdin is None or sys.stdin.closed:
+        return None
+    try:
+        return input("> ")
+    except EOFError:
+        return None
+
+
 def cmd_play(args: argparse.Namespace) -> int:
     _entry(args.env_id)
+    if args.index is not None and not args.split:
+        raise ValueError("--index needs --split (a task index counts within a split)")
     env = gym.make(args.env_id, plan_mode=args.plan_mode, reward_mode=args.reward_mode)
+    try:
+        _play(env, args)
+    finally:  # also on Ctrl-C (main() turns it into exit code 130): engines behind the env are shut down
+        env.close()
+    return 0
+
+
+def _play(env: gym.Env, args: argparse.Namespace) -> None:
     options = {"split": args.split, "task_index": args.index} if args.split else None
     obs, info = env.reset(seed=args.seed, options=options)
     print(PLAY_HELP)
@@ -64,9 +86,8 @@ def cmd_play(args: argparse.Namespace) -> int:
         print("Plan:", " | ".join(obs["plan"]))
     _show(obs, info)
     while True:
-        try:
-            line = input("> ")
-        except EOFError:
+        line = _read_command()
+        if line is None:  # end of input: leave like :quit
             print()
             break
         if line.strip() in (":quit", ":q", ":exit"):
@@ -85,8 +106,6 @@ def cmd_play(args: argparse.Namespace) -> int:
         if term or trunc:
             print("\n*** You won! ***" if info["won"] else "\n*** Episode over. ***")
             break
-    env.close()
-    return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -96,7 +115,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     _entry(args.env_id)
     agent_kwargs = {"seed": args.seed} if args.agent == "random" else {}
     agent = make_agent(args.agent, **agent_kwargs)
-    indices = range(args.limit) if args.limit else None
+    indices = range(args.limit) if args.limit is not None else None
     report = evaluate(
         args.env_id,
         agent,
@@ -111,31 +130,50 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from pilot_envs.bench import render_markdown, run_bench
+    from pilot_envs.bench import SECTIONS, bench_command, merge_sections, render_markdown, run_sections
 
     sections = args.sections.split(",") if args.sections else None
-    rows, skipped = run_bench(sections, quick=args.quick)
-    command = "pilot-envs bench" + (f" --sections {args.sections}" if args.sections else "") + (
-        " --quick" if args.quick else ""
-    )
-    text = render_markdown(rows, skipped, command)
-    print(text)
-    if args.out:
-        _write_section(Path(args.out), "env-throughput", text)
-        print(f"written to {args.out}")
+    unknown = [name for name in sections or () if name not in SECTIONS]
+    if unknown:
+        raise ValueError(f"unknown bench section(s) {unknown}; known: {', '.join(SECTIONS)}")
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        _check_writable(out)  # before a run that takes minutes, not after it
+    results = run_sections(sections, quick=args.quick)
+    rows = [row for r in results for row in r.rows]
+    print(render_markdown(rows, [r.skipped for r in results if r.skipped], bench_command(sections, args.quick)))
+    if out is not None:
+        measured = {r.name: render_markdown(r.rows, [], bench_command([r.name], args.quick))
+                    for r in results if not r.skipped}  # a section that could not run keeps its earlier numbers
+        _write_section(out, "env-throughput", lambda old: merge_sections(old, measured))
+        print(f"written to {out}")
     return 0
 
 
-def _write_section(path: Path, name: str, body: str) -> None:
-    """Replace the text between ``<!-- name:start -->`` and ``<!-- name:end -->`` markers (atomically)."""
+def _check_writable(path: Path) -> None:
+    """A clear error when ``path`` cannot be written (its folder is missing or read-only, or it is a folder)."""
+    folder = path.parent
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a folder, not a file")
+    if not folder.is_dir():
+        raise ValueError(f"--out {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {path}: the folder {folder} is not writable")
+
+
+def _write_section(path: Path, name: str, body: Callable[[str], str]) -> None:
+    """Rewrite the text between ``<!-- name:start -->`` and ``<!-- name:end -->`` markers (added at the end of the
+    file when missing) to ``body(old text between them)``, atomically; the rest of the file is kept."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     old = path.read_text() if path.exists() else ""
-    block = f"{start}\n{body}{end}"
-    if start in old and end in old:
-        new = old[: old.index(start)] + block + old[old.index(end) + len(end) :]
+    if start in old and end in old[old.index(start) :]:
+        i = old.index(start)
+        j = old.index(end, i)
+        inside = old[i + len(start) : j].strip("\n")
+        new = old[:i] + f"{start}\n{body(inside)}{end}" + old[j + len(end) :]
     else:
-        new = (old.rstrip() + "\n\n" if old else "") + block + "\n"
-    tmp = path.with_suffix(path.suffix + ".tmp")
+        new = (old.rstrip() + "\n\n" if old else "") + f"{start}\n{body('')}{end}\n"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(new)
     tmp.replace(path)
 
@@ -146,6 +184,16 @@ def cmd_docs(args: argparse.Namespace) -> int:
     for path in write_env_cards(Path(args.out)):
         print(path)
     return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--agent", default="expert", help="expert | random (trainers register more)")
     s.add_argument("--split", default="valid_unseen")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--limit", type=int, default=None, help="only the first N tasks")
+    s.add_argument("--limit", type=_positive_int, default=None, help="only the first N tasks (N >= 1)")
     s.add_argument("--plan-mode", default="none", choices=["none", "oracle", "agent"])
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_eval)
@@ -194,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, KeyError, TypeError) as exc:
         print(f"pilot-envs: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: a short note and the shell's exit code for SIGINT, no traceback
+        print("\npilot-envs: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -89,3 +89,101 @@ def test_ci_runs_exactly_the_readme_test_command():
 def test_unknown_env_is_a_clear_error(bad):
     with pytest.raises(SystemExit, match="unknown env id"):
         main(bad)
+
+
+# ---------------------------------------------------------------------------------------------- leaving and errors
+def _read_until(stream, marker: bytes, timeout: float = 60.0) -> bytes:
+    import os
+    import select
+    import time
+
+    out, deadline = b"", time.monotonic() + timeout
+    while not out.endswith(marker) and time.monotonic() < deadline:
+        if select.select([stream], [], [], 0.5)[0]:
+            chunk = os.read(stream.fileno(), 4096)
+            if not chunk:
+                break
+            out += chunk
+    return out
+
+
+def test_play_ctrl_c_exits_130_without_a_traceback():
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-m", "pilot_envs", "play", "PilotALFWorld-v0", "--seed", "3"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    try:
+        assert _read_until(proc.stdout, b"> ").endswith(b"> ")  # waiting for a command
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and b"Traceback" not in err and b"interrupted" in err
+
+
+def test_play_ends_quietly_at_the_end_of_input(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("look\n"))  # EOF after one command
+    assert main(["play", "PilotALFWorld-v0", "--seed", "3"]) == 0
+    monkeypatch.setattr(sys, "stdin", None)  # no stdin at all (`pilot-envs play ... <&-`)
+    assert main(["play", "PilotALFWorld-v0", "--seed", "3"]) == 0
+    assert "[progress" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("limit", ["-5", "0", "two"])
+def test_eval_limit_must_be_positive(limit, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "PilotALFWorldSmall-v0", "--limit", limit, "--quiet"])
+    assert exc.value.code == 2 and "--limit" in capsys.readouterr().err
+
+
+def _fake_section(labels):
+    from pilot_envs.bench import BenchRow
+
+    return lambda quick=False: [BenchRow(label, 1234.0, 0.5, 0.25, "fake") for label in labels]
+
+
+NATIVE_LABELS = ("PilotALFWorld-v0 (procedural tasks)", "PilotALFWorld-v0 (valid_unseen tasks)", "PilotALFWorldSmall-v0")
+
+
+def test_bench_checks_out_before_running(tmp_path, monkeypatch, capsys):
+    def never(quick=False):
+        raise AssertionError("the benchmark ran although its output cannot be written")
+
+    monkeypatch.setattr("pilot_envs.bench.native_section", never)
+    assert main(["bench", "--sections", "native", "--out", str(tmp_path / "missing" / "bench.md")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["bench", "--sections", "native", "--out", str(tmp_path)]) == 2
+    assert main(["bench", "--sections", "native,nosuch", "--quick"]) == 2
+
+
+def test_bench_out_keeps_the_sections_it_did_not_measure(tmp_path, monkeypatch):
+    from pilot_envs import bench
+
+    out = tmp_path / "benchmarks.md"
+    committed = (ROOT / "docs" / "benchmarks.md").read_text()
+    out.write_text(committed + "\nAfter the block.\n")
+    old_rows = [line for line in committed.splitlines() if line.startswith("| ") and "engine |" not in line]
+    other = [row for row in old_rows if row.split("|")[1].strip() not in NATIVE_LABELS]
+    assert other, "docs/benchmarks.md has rows of other sections than native"
+    monkeypatch.setattr(bench, "native_section", _fake_section(NATIVE_LABELS))
+    for _ in range(2):  # rewriting twice changes nothing more
+        assert main(["bench", "--sections", "native", "--out", str(out)]) == 0
+        text = out.read_text()
+        assert all(row in text for row in other)  # the rows of sections not measured are kept
+        assert not [row for row in old_rows if row not in other and row in text]  # the re-measured ones replaced
+        assert text.count("| fake |") == 3 and text.count("<!-- bench:native:start -->") == 1
+        assert text.startswith(committed.split("<!-- env-throughput:start -->")[0]) and "After the block." in text
+    # the other section measured too: nothing of the old block is left, each section in its own block
+    monkeypatch.setitem(bench.SECTIONS, "alfworld", "pilot_envs.bench:_fake_alfworld")
+    monkeypatch.setattr(bench, "_fake_alfworld", _fake_section(["real engine"]), raising=False)
+    assert main(["bench", "--sections", "alfworld", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert not [row for row in old_rows if row in text] and text.count("| fake |") == 4
+    assert "Reproduce: `pilot-envs bench --sections native`" in text
+    assert "Reproduce: `pilot-envs bench --sections alfworld`" in text
+
+
+def test_play_index_needs_a_split(capsys):
+    assert main(["play", "PilotALFWorld-v0", "--index", "3"]) == 2
+    assert "--index needs --split" in capsys.readouterr().err

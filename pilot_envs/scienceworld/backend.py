@@ -164,6 +164,8 @@ class ScienceWorldBackend(Backend):
         split = options.get("split")
         if split is not None and split not in tasks.SPLITS:
             raise ValueError(f"unknown split {split!r}; choose from {tasks.SPLITS}")
+        if split is None and index is not None:
+            raise ValueError("options['task_index'] needs options['split'] (train, dev or test)")
         if variation is not None:
             if len(pool) != 1 or split is not None or index is not None:
                 raise ValueError("options['variation'] goes with options['task'] (or a one-task env) and nothing else")
@@ -189,12 +191,16 @@ class ScienceWorldBackend(Backend):
         self._task, self._variation, self._history, self._lost_engine = task, variation, [], None
         self._gold_pos, self._on_gold = 0, True
         try:
-            text = self._load_world(self._ensure_engine(), task, variation)
-        except EngineDied:  # it died between episodes: one fresh JVM, then give up loudly
-            text = self._load_world(self._ensure_engine(), task, variation)
-        engine = self._engine
+            try:
+                text = self._load_world(self._ensure_engine(), task, variation)
+            except EngineDied:  # it died between episodes: one fresh JVM, then give up loudly
+                text = self._load_world(self._ensure_engine(), task, variation)
+            engine = self._engine
+            description = engine.call(engine.sw.get_task_description)
+        except KeyboardInterrupt:  # the world is half loaded: a step before the next reset starts this task afresh
+            self._engine_in_episode = False
+            raise
         goals = tuple(Subgoal(g) for g in parse_goal_progress(self._goal_report)[0])
-        description = engine.call(engine.sw.get_task_description)
         plan = condense_gold_path(self._gold) if self._gold else oracle_plan_text(goals)
         return TaskMeta(
             initial_text=spaces.sanitize(text),
@@ -264,28 +270,35 @@ class ScienceWorldBackend(Backend):
         self._hash = h.hexdigest()
 
     def _replay(self, engine: Engine) -> None:
-        """Rebuild this episode in a fresh engine (after unpickling or in a forked child)."""
+        """Rebuild this episode in an engine that does not hold it (a fresh one after unpickling, in a forked child
+        or after an interrupted step; the same one when a step was interrupted between two engine calls)."""
         engine.call(engine.sw.load, self._task, self._variation, self.simplifications, False)
         engine.call(engine.server.step, "look around")
         for command in self._history:
             engine.call(engine.server.step, command)
+        self._refresh(engine)
         self._engine_in_episode = True
 
     def execute(self, command: str) -> Outcome:
         if self._lost_engine is not None:
             raise EngineDied(self._lost_engine)
-        engine = self._ensure_engine()
         try:
+            if self._engine is not None:
+                self._engine.check_alive()  # a JVM that died between steps loses the episode, as one dying in a step
+            engine = self._ensure_engine()  # only starts one when this process never had one (unpickled, forked)
             if not self._engine_in_episode:
                 self._replay(engine)
             moves = self._moves
             command = command.encode("utf-8", "replace").decode("utf-8")  # lone surrogates cannot cross to Java
             text = engine.call(engine.server.step, command)
-            self._history.append(command)
             self._refresh(engine)
         except EngineDied as exc:
             self._lost_engine = str(exc)
             raise
+        except KeyboardInterrupt:  # the command may or may not have reached the JVM: rebuild the episode without it
+            self._engine_in_episode = False
+            raise
+        self._history.append(command)
         valid = not text.startswith((NO_MATCH, UNKNOWN_ACTION)) or self._moves != moves
         if valid and self._on_gold and command not in FREE_COMMANDS:
             if self._gold_pos < len(self._gold) and command == self._gold[self._gold_pos]:

@@ -8,8 +8,13 @@ Guarantees (tested by counting processes in ``tests/scienceworld/test_sciencewor
 * a process killed outright (``SIGKILL``, e.g. an async vector env worker) takes its JVM with it: the JVM is
   launched with py4j's ``--die-on-broken-pipe`` and exits when its stdin pipe closes;
 * a forked child never touches its parent's JVM (it starts its own when it needs one);
-* a JVM that dies mid-episode raises :class:`EngineDied` with the pid and exit code, and the next ``reset``
-  starts a new JVM.
+* a JVM that dies during an episode (in a call, or between two steps) raises :class:`EngineDied` with the pid and
+  exit code on the next step, and the next ``reset`` starts a new JVM (an env that never had a JVM in this
+  process, e.g. one just unpickled, starts one and replays its episode instead);
+* Ctrl-C (``SIGINT``) during a call into the JVM raises ``KeyboardInterrupt`` (py4j 0.10.9's gateway client
+  turns it into an ``AttributeError`` and logs an error with a traceback: both are undone here); the JVM, which
+  may still be running the interrupted command, is killed, and the env's next step replays its episode in a new
+  JVM, without the interrupted command.
 
 Every JVM gets ``-Dpilot_envs.parent=<pid>``, which names the Python process that owns it, and
 ``-Dpilot_envs.session=<$PILOT_ENVS_SESSION>`` when that variable is set (a supervisor, e.g. a test session, can
@@ -24,6 +29,7 @@ import atexit
 import contextlib
 import functools
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -116,6 +122,7 @@ class Engine:
                 options.append(f"-XX:ArchiveClassesAtExit={tmp}")
                 self._new_archive = (tmp, archive)
         options += java_options
+        _quiet_py4j_interrupt_log()
         self.sw, self.proc = _launch(options)
         self.server = self.sw.server
         # one round trip for a whole list (py4j fetches a Java list element by element otherwise)
@@ -132,7 +139,8 @@ class Engine:
         return not self.closed and self.owner == os.getpid() and self.proc.poll() is None
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Call into the JVM; a dead JVM becomes :class:`EngineDied` with its pid and exit code."""
+        """Call into the JVM; a dead JVM becomes :class:`EngineDied` with its pid and exit code, and an interrupted
+        call (Ctrl-C) a ``KeyboardInterrupt`` after the JVM, whose state is then unknown, is killed."""
         from py4j.protocol import Py4JError
 
         try:
@@ -141,11 +149,40 @@ class Engine:
             code = self._exit_code()
             if code is None:
                 raise
-            self.close()
-            raise EngineDied(
-                f"ScienceWorld's Java process (pid {self.pid}) exited with code {code} during the episode, so the "
-                "episode cannot continue. Call reset() to start a new episode (and a new JVM)."
-            ) from exc
+            raise self._died(code) from exc
+        except KeyboardInterrupt:
+            self.abandon()
+            raise
+        except AttributeError as exc:
+            # py4j 0.10.9's GatewayClient.send_command answers a KeyboardInterrupt by calling
+            # GatewayConnection.shutdown_socket, which does not exist: the interrupt comes out as this AttributeError
+            if not isinstance(exc.__context__, KeyboardInterrupt):
+                raise
+            self.abandon()
+            raise exc.__context__ from None
+
+    def check_alive(self) -> None:
+        """Raise :class:`EngineDied` when the JVM exited on its own (killed, crashed) while this process held it;
+        a no-op for an engine closed on purpose or inherited through fork."""
+        if not self.closed and self.owner == os.getpid():
+            code = self.proc.poll()
+            if code is not None:
+                raise self._died(code)
+
+    def _died(self, code: int) -> EngineDied:
+        self.close()
+        return EngineDied(
+            f"ScienceWorld's Java process (pid {self.pid}) exited with code {code} during the episode, so the "
+            "episode cannot continue. Call reset() to start a new episode (and a new JVM)."
+        )
+
+    def abandon(self) -> None:
+        """Kill the JVM now (after an interrupted call it may still be busy, in an unknown state) and close."""
+        if not self.closed and self.owner == os.getpid():
+            with contextlib.suppress(OSError):
+                self.proc.kill()
+            self.proc.wait()
+        self.close()
 
     def strings(self, java_list: Any) -> list[str]:
         """A Java ``List<String>`` as a Python list, in one round trip."""
@@ -168,7 +205,11 @@ class Engine:
             _INHERITED.append(self.sw)
             return
         with contextlib.suppress(Exception):  # the gateway may already be gone; the process is handled below
-            self.sw.close()
+            if self.proc.poll() is None:
+                self.sw.close()
+            else:  # a dead JVM: only close our sockets (talking to it makes py4j log connection errors, also later
+                self.sw._gateway._gateway_client.is_connected = False  # from the finalisers of Java object proxies)
+                self.sw._gateway.close()
         self.sw.close = _noop  # ScienceWorldEnv.__del__ calls close() again
         try:
             self.proc.wait(timeout=30.0 if self._new_archive else 5.0)  # writing the archive takes a second
@@ -189,6 +230,23 @@ class Engine:
 
 def _noop() -> None:
     return None
+
+
+_PY4J_INTERRUPT_LOG = "KeyboardInterrupt while sending command."
+
+
+class _DropPy4JInterruptLog(logging.Filter):
+    """py4j logs every KeyboardInterrupt during a call as an error with a traceback (``logging.exception`` on the
+    root logger); :meth:`Engine.call` re-raises the interrupt itself, so that record is only noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != _PY4J_INTERRUPT_LOG
+
+
+def _quiet_py4j_interrupt_log() -> None:
+    root = logging.getLogger()
+    if not any(isinstance(f, _DropPy4JInterruptLog) for f in root.filters):
+        root.addFilter(_DropPy4JInterruptLog())
 
 
 @functools.lru_cache(maxsize=8)

@@ -34,8 +34,11 @@ class PilotScienceWorldEnv(TextTaskEnv):
 
     Needs Java 8+ (``apt-get install default-jre-headless``): ``gym.make`` fails at once with that hint when
     ``java`` is missing. The JVM starts on the first ``reset`` (about 1-2 s) and is shut down by ``close()``, at
-    interpreter exit, or when the owning process dies; a JVM that dies mid-episode raises
-    ``pilot_envs.scienceworld.engine.EngineDied`` and the next ``reset`` starts a new one.
+    interpreter exit, or when the owning process dies. A JVM that dies during an episode (in a step, or between two
+    steps) loses the episode: every ``step`` then raises ``pilot_envs.scienceworld.engine.EngineDied`` (with the
+    pid and exit code) until ``reset`` starts a new JVM. Ctrl-C during a step raises ``KeyboardInterrupt``; the
+    JVM, which may still be busy with the command, is stopped, and the next ``step`` replays the episode without
+    that command in a new JVM (as an unpickled copy does).
 
     ## Action Space
     ``PilotText(8192)``: free text, parsed like every pilot-envs env (a bare command, tagged LLM output
@@ -65,9 +68,10 @@ class PilotScienceWorldEnv(TextTaskEnv):
     ``reset(seed=s)`` without options draws a task uniformly from ``task``, then one of its training variations.
     ``options={"split": S, "task_index": i}`` loads the i-th variation of split ``S`` (``train``, ``dev``,
     ``test``: ScienceWorld's own 50/25/25 split of every task's variations), counting through the tasks in
-    ScienceWorld's order; ``env.unwrapped.backend.splits()`` gives the sizes (3,592 / 1,796 / 1,819 for all 30
-    tasks). ``{"split": S}`` alone draws from the seed; ``{"task": T}`` (with ``"split"``/``"task_index"``)
-    restricts to one of the env's tasks; ``{"task": T, "variation": v}`` loads a variation by its index.
+    ScienceWorld's order (a ``task_index`` without a ``split`` is a ``ValueError``, as in every pilot-envs env);
+    ``env.unwrapped.backend.splits()`` gives the sizes (3,592 / 1,796 / 1,819 for all 30 tasks). ``{"split": S}``
+    alone draws from the seed; ``{"task": T}`` (with ``"split"``/``"task_index"``) restricts to one of the env's
+    tasks; ``{"task": T, "variation": v}`` loads a variation by its index.
 
     ## Rewards
     ``reward_mode="sparse"``: ``success_reward`` when the task is completed. ``"progress"``:

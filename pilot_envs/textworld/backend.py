@@ -67,6 +67,12 @@ def milestones(actions: Sequence[Any], commands: Sequence[str], names: Mapping[s
     return tuple(g for g, _ in groups), tuple(end for _, end in groups)
 
 
+def _or_list(names: Sequence[str]) -> str:
+    """``("a", "b", "c")`` -> ``"a, b or c"``."""
+    names = tuple(names)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 class TextWorldBackend(Backend):
     """Games of one TextWorld generator, by split index (or by seed), over one Jericho interpreter."""
 
@@ -124,11 +130,13 @@ class TextWorldBackend(Backend):
                 raise ValueError(f"options['game_seed'] must be in [1, 2**31 - 1), got {seed}")
             spec = GameSpec(self.challenge, settings, seed, "custom")
             return spec, ensure_game(spec, self.cache_root)
+        index = int_option(options, "task_index")
+        if options.get("split") is None and index is not None:
+            raise ValueError(f"options['task_index'] needs options['split'] ({_or_list(self.split_sizes)})")
         split = options.get("split") or "train"
         if split not in self.split_sizes:
             raise ValueError(f"unknown split {split!r}; choose from {tuple(self.split_sizes)}")
         size = self.split_sizes[split]
-        index = int_option(options, "task_index")
         if index is None:
             if size == 0:
                 raise ValueError(f"split {split!r} is empty (split_sizes)")

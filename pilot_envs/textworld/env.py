@@ -25,6 +25,8 @@ class PilotTextWorldEnv(TextTaskEnv):
     length of your choice).
 
     A game is generated once from its seed, compiled, and cached on disk; afterwards a reset takes milliseconds.
+    Cached games are verified before use (a SHA-256 written with them) and made again when damaged, since the
+    interpreter would otherwise end the whole process on a truncated story file.
     Generation runs in a helper process with a fixed hash seed, so the same (generator, settings, seed) is the
     same game on every machine. Fill the cache ahead of time with
     ``python -m pilot_envs.textworld.generate --challenge cooking --split train``.
@@ -60,9 +62,10 @@ class PilotTextWorldEnv(TextTaskEnv):
     ## Starting State
     Every split is a fixed list of games: ``train``, ``valid`` and ``test`` (``split_sizes``, default 100 / 20 /
     20), game ``i`` of a split having a fixed seed. ``reset(seed=s)`` without options draws a training game from
-    ``s``; ``options={"split": S, "task_index": i}`` loads game ``i`` of ``S``; ``{"split": S}`` draws one from
-    the seed; ``{"game_seed": n}`` generates the game of TextWorld seed ``n`` (unlimited procedural games). The
-    cooking generator keeps its own recipe split: valid/test games use recipes never seen in train.
+    ``s``; ``options={"split": S, "task_index": i}`` loads game ``i`` of ``S`` (a ``task_index`` without a
+    ``split`` is a ``ValueError``, as in every pilot-envs env); ``{"split": S}`` draws one from the seed;
+    ``{"game_seed": n}`` generates the game of TextWorld seed ``n`` (unlimited procedural games). The cooking
+    generator keeps its own recipe split: valid/test games use recipes never seen in train.
 
     ## Rewards
     ``reward_mode="sparse"``: ``success_reward`` when the quest is completed. ``"progress"``:

@@ -7,10 +7,21 @@ gives a different game under a different hash seed; with a fixed one, a (generat
 the same game on every machine (tested). The helper is started on the first missing game, serves every env of
 the process, exits when its stdin closes (its parent died) and is closed at interpreter exit.
 
-Cache layout: ``<cache_dir>/textworld/tw-<version>/tw-<challenge>-<key>.{z8,json}`` (Jericho only cleans the
-output of games whose file name starts with ``tw-``). An entry is written in a
-private temporary directory and moved into place with ``os.replace`` (the ``.json``, which TextWorld needs next
-to the ``.z8``, last), so concurrent processes never see a partial game.
+Cache layout: ``<cache_dir>/textworld/tw-<version>/tw-<challenge>-<key>.{z8,json,sha256}`` (Jericho only cleans
+the output of games whose file name starts with ``tw-``). An entry is written in a private temporary directory
+``.tmp-<pid>@<host>-*`` and moved into place with ``os.replace``: the ``.sha256`` (the SHA-256 of the other two)
+first, the ``.json``, which TextWorld needs next to the ``.z8``, last, so concurrent processes never see a partial
+game. Several processes may make the same entry at once: they write the same bytes, and the last ``os.replace``
+wins.
+
+Entries are verified before use, because Jericho exits the whole interpreter (``Fatal error: Story file read
+error``, nothing to catch) on a damaged story file: a game whose files do not match its ``.sha256`` is made again.
+Entries of older versions, which have no ``.sha256``, are checked with the Z-machine's own integrity check (the
+story file's length and checksum in its header, what the ``verify`` opcode does) and a parseable ``.json``; they
+get their ``.sha256`` when they pass and are made again when they do not. A process verifies a game once and
+re-verifies it when its files change (size, mtime or inode). Before making a game, temporary directories left by
+killed writers are removed: those of a dead process on this host, and any older than
+:data:`STALE_TMP_SECONDS` (another host's, or of an older version that did not record its owner).
 """
 
 from __future__ import annotations
@@ -21,19 +32,23 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pilot_envs.core.backend import cache_dir
 
 __all__ = ["CHALLENGES", "DEFAULT_SPLIT_SIZES", "GameSpec", "make_settings", "game_seed", "ensure_game", "find_game",
-           "GenerationError", "NoQuestError"]
+           "remove_stale_tmp", "GenerationError", "NoQuestError"]
 
 #: challenge -> default settings (``level`` for the two level-based challenges). ``split`` is added for cooking.
 CHALLENGES: dict[str, dict[str, Any]] = {
@@ -57,6 +72,8 @@ class NoQuestError(GenerationError):
 
 
 MAX_ATTEMPTS = 20  # seeds tried for one split index before giving up
+STALE_TMP_SECONDS = 30 * 60  # a temporary directory untouched this long belongs to a writer that died
+_TMP_PREFIX = ".tmp-"
 
 
 def make_settings(challenge: str, level: int | None, settings: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -127,18 +144,22 @@ class GameSpec:
 
 
 def ensure_game(spec: GameSpec, root: str | os.PathLike | None = None) -> Path:
-    """The compiled ``.z8`` of ``spec``, generated (once per cache) if missing. Raises :class:`NoQuestError`
-    (remembered in the cache as a ``.noquest`` entry) when the generator has no quest for this seed."""
+    """The compiled ``.z8`` of ``spec``, verified, and generated (once per cache) if missing or damaged. Raises
+    :class:`NoQuestError` (remembered in the cache as a ``.noquest`` entry) when the generator has no quest for
+    this seed."""
     import textworld
 
     folder = cache_dir("textworld", f"tw-{textworld.__version__}", root=root)
     stem = f"tw-{spec.challenge}-{spec.key}"  # Jericho recognises TextWorld games by the "tw-" prefix
-    z8, js, noquest = folder / f"{stem}.z8", folder / f"{stem}.json", folder / f"{stem}.noquest"
+    z8, js, digest = folder / f"{stem}.z8", folder / f"{stem}.json", folder / f"{stem}.sha256"
+    noquest = folder / f"{stem}.noquest"
     if z8.exists() and js.exists():
-        return z8
-    if noquest.exists():
+        if _verified(z8, js, digest):
+            return z8
+    elif noquest.exists():
         raise NoQuestError(f"TextWorld has no {spec.challenge} quest for seed {spec.seed} ({noquest})")
-    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".tmp-"))
+    remove_stale_tmp(folder)
+    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=f"{_TMP_PREFIX}{os.getpid()}@{_host()}-"))
     try:
         try:
             _build(spec, tmp / "game.z8")
@@ -146,11 +167,135 @@ def ensure_game(spec: GameSpec, root: str | os.PathLike | None = None) -> Path:
             (tmp / "noquest").write_text(str(spec))
             os.replace(tmp / "noquest", noquest)
             raise
+        if not _story_file_ok((tmp / "game.z8").read_bytes()) or not _json_ok(tmp / "game.json"):
+            raise GenerationError(f"TextWorld wrote a damaged game for {spec} (is the disk full?)")
+        (tmp / "game.sha256").write_text(_checksums(tmp / "game.z8", tmp / "game.json"))
+        os.replace(tmp / "game.sha256", digest)  # first: whoever sees the game sees its checksum
         os.replace(tmp / "game.z8", z8)
         os.replace(tmp / "game.json", js)  # last: a .z8 without its .json is not a game yet
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        _VERIFIED[z8] = _signature(z8, js, digest)
     return z8
+
+
+# ---------------------------------------------------------------------------------------------- verification
+_VERIFIED: dict[Path, tuple[tuple[int, int, int], ...]] = {}  # .z8 -> file signatures when this process verified it
+#: the Z-machine header's file length is in units of 2, 4 or 8 bytes depending on the story file's version
+_LENGTH_UNIT = {1: 2, 2: 2, 3: 2, 4: 4, 5: 4, 6: 8, 7: 8, 8: 8}
+
+
+def _signature(*paths: Path) -> tuple[tuple[int, int, int], ...]:
+    out = []
+    for path in paths:
+        st = path.stat()
+        out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+def _verified(z8: Path, js: Path, digest: Path) -> bool:
+    """Whether the cached game (``z8`` + ``js``) is intact: it matches its ``.sha256``, or, for an entry written
+    before checksums were (no ``.sha256``), passes the Z-machine's integrity check and then gets its ``.sha256``."""
+    try:
+        signature = _signature(z8, js, digest) if digest.exists() else _signature(z8, js)
+        if _VERIFIED.get(z8) == signature:
+            return True
+        if digest.exists():
+            ok = digest.read_text() == _checksums(z8, js)
+        else:  # an entry of an older pilot-envs: verify what the files say about themselves, then record it
+            ok = _story_file_ok(z8.read_bytes()) and _json_ok(js)
+            if ok:
+                _atomic_write(digest, _checksums(z8, js))
+                signature = _signature(z8, js, digest) if digest.exists() else signature
+    except OSError:  # a file vanished under us (another process is replacing the entry): make it ourselves
+        return False
+    if ok:
+        _VERIFIED[z8] = signature
+    return ok
+
+
+def _checksums(z8: Path, js: Path) -> str:
+    """The ``.sha256`` of a cache entry: a JSON object of each file's SHA-256."""
+    sums = {path.suffix[1:]: hashlib.sha256(path.read_bytes()).hexdigest() for path in (z8, js)}
+    return json.dumps(sums, sort_keys=True) + "\n"
+
+
+def _story_file_ok(data: bytes) -> bool:
+    """The Z-machine's own integrity check (the ``verify`` opcode): the story file is at least as long as its header
+    says, and its bytes from 0x40 to that length sum (mod 2**16) to the header's checksum."""
+    if len(data) < 64 or data[0] not in _LENGTH_UNIT:
+        return False
+    length = int.from_bytes(data[0x1A:0x1C], "big") * _LENGTH_UNIT[data[0]]
+    if not 64 <= length <= len(data):
+        return False
+    total = int(np.frombuffer(data, dtype=np.uint8, count=length - 0x40, offset=0x40).sum(dtype=np.uint64))
+    return total & 0xFFFF == int.from_bytes(data[0x1C:0x1E], "big")
+
+
+def _json_ok(path: Path) -> bool:
+    try:
+        return isinstance(json.loads(path.read_bytes()), dict)
+    except (OSError, ValueError):
+        return False
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace`` (skipped when the cache is read-only)."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _host() -> str:
+    return "".join(c if c.isalnum() or c in "._" else "_" for c in socket.gethostname()) or "host"
+
+
+def remove_stale_tmp(folder: Path) -> list[Path]:
+    """Remove the temporary directories of writers that died in ``folder`` (see the module docstring); returns them.
+    A directory ``.tmp-<pid>@<host>-*`` of this host is stale when its process is gone; any ``.tmp-*`` is stale
+    when untouched for :data:`STALE_TMP_SECONDS`."""
+    removed = []
+    now, host = time.time(), _host()
+    try:
+        entries = [p for p in folder.iterdir() if p.name.startswith(_TMP_PREFIX)]
+    except OSError:
+        return removed
+    for path in entries:
+        owner, _, rest = path.name[len(_TMP_PREFIX) :].partition("@")
+        dead = owner.isdigit() and rest.rpartition("-")[0] == host and not _pid_alive(int(owner))
+        try:
+            old = now - path.stat().st_mtime > STALE_TMP_SECONDS
+        except OSError:
+            continue
+        if (dead or old) and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    try:  # a zombie (killed, not yet reaped by its parent) is dead too
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def find_game(challenge: str, settings: Mapping[str, Any], split: str, index: int,

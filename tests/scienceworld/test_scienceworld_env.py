@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import gymnasium as gym
@@ -251,6 +252,70 @@ def test_jvm_death_mid_episode_is_reported_and_reset_recovers(env):
     assert env.unwrapped.engine_pid not in (None, pid)
     obs, *_ = env.step(info["expert_action"])
     assert obs["text"]
+
+
+def test_jvm_death_between_steps_is_reported_too(env):
+    """Not only a JVM that dies during a call: one found dead at the next step loses the episode as well (no silent
+    restart and replay), and reset() starts a new JVM."""
+    _, info = env.reset(seed=0, options=LIFESPAN)
+    engine = env.unwrapped.backend._engine
+    os.kill(engine.pid, signal.SIGKILL)
+    engine.proc.wait()  # surely gone before the step
+    with pytest.raises(sw_engine.EngineDied, match=rf"pid {engine.pid}\) exited with code -9"):
+        env.step(info["expert_action"])
+    with pytest.raises(sw_engine.EngineDied):
+        env.step(info["expert_action"])
+    _, info = env.reset(seed=0, options=LIFESPAN)
+    assert env.unwrapped.engine_pid not in (None, engine.pid)
+
+
+class _SlowServer:
+    """The engine's server, except that ``step`` blocks in the JVM for 20 s (a stand-in for a long engine call)."""
+
+    def __init__(self, engine):
+        self._server, self._sleep = engine.server, engine.sw._gateway.jvm.java.lang.Thread.sleep
+
+    def __getattr__(self, name):
+        return getattr(self._server, name)
+
+    def step(self, command):
+        return self._sleep(20_000)
+
+
+def test_ctrl_c_during_a_step_raises_keyboard_interrupt_and_the_episode_goes_on(env, caplog):
+    """py4j turns SIGINT during a call into an AttributeError (and logs it as an error): the env must raise
+    KeyboardInterrupt, stop the JVM it left busy, and replay the episode without the interrupted command."""
+    _, info = env.reset(seed=0, options=LIFESPAN)
+    _, _, _, _, info = env.step(info["expert_action"])
+    clone = pickle.loads(pickle.dumps(env))  # where the episode is before the interrupted step
+    backend = env.unwrapped.backend
+    old = backend._engine
+    old.server = _SlowServer(old)
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    start = time.monotonic()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            env.step(info["expert_action"])
+    finally:
+        timer.cancel()
+    assert time.monotonic() - start < 10  # interrupted, not waited out
+    assert old.closed and old.proc.poll() is not None and not wait_gone([old.pid], timeout=5)
+    assert not [r for r in caplog.records if "KeyboardInterrupt" in r.getMessage()]
+    try:
+        after = env.step(info["expert_action"])  # a new JVM, the episode replayed
+        expected = clone.step(info["expert_action"])
+    finally:
+        clone.close()
+    assert checks.obs_equal(after, expected) and env.unwrapped.engine_pid not in (None, old.pid)
+
+
+def test_task_index_needs_a_split():
+    e = make()
+    with pytest.raises(ValueError, match=r"options\['task_index'\] needs options\['split'\] \(train, dev or test\)"):
+        e.reset(seed=0, options={"task_index": 3})
+    assert e.unwrapped.engine_pid is None  # rejected before any JVM starts
+    e.close()
 
 
 def test_no_jvm_survives_exit_or_an_exception():

@@ -173,7 +173,7 @@ def test_games_are_deterministic_and_the_cache_survives_concurrent_writers(tmp_p
     helper = int(procs[1].stdout.read().split()[0])
     assert procs[1].wait(timeout=600) == -signal.SIGKILL
     files = _digest(shared)
-    assert len(files) == 4 and files == _digest(alone)  # same bytes whatever the hash seed and writer
+    assert len(files) == 6 and files == _digest(alone)  # same bytes (.z8, .json, .sha256) whatever hash seed and writer
     assert _digest(private).items() <= files.items()
     assert not [p for p in shared.rglob("*") if p.name.startswith(".")]  # no temporary leftovers
     deadline = time.monotonic() + 10
@@ -210,3 +210,64 @@ def test_a_seed_without_quest_falls_back_to_the_next_seed(tw_cache):
     with pytest.raises(games.NoQuestError):
         env.reset(seed=0, options={"game_seed": game_seed("train", 0)})
     env.close()
+
+
+def test_task_index_needs_a_split():
+    env = gym.make(ENV_ID, **SMALL)
+    with pytest.raises(ValueError, match=r"options\['task_index'\] needs options\['split'\] \(train, valid or test\)"):
+        env.reset(seed=0, options={"task_index": 3})
+    env.close()
+
+
+# ---------------------------------------------------------------------------------------------- damaged caches
+_RESET_ONCE = textwrap.dedent("""
+    import sys, gymnasium as gym, pilot_envs
+    if "PilotTextWorld-v0" not in gym.registry:
+        gym.register("PilotTextWorld-v0", entry_point="pilot_envs.textworld.env:PilotTextWorldEnv")
+    env = gym.make("PilotTextWorld-v0", challenge="treasure_hunter", level=1, cache_dir=sys.argv[1])
+    obs, info = env.reset(seed=0, options={"split": "test", "task_index": 0})
+    print("expert:", info["expert_action"], flush=True)
+    """)
+
+
+def _spec(split: str = "test", index: int = 0) -> GameSpec:
+    return GameSpec("treasure_hunter", (("level", 1),), game_seed(split, index), split)
+
+
+def test_a_damaged_cached_game_is_made_again_instead_of_killing_the_process(tmp_path):
+    """Jericho exits the interpreter on a truncated story file: the cache must catch it first (in a subprocess,
+    since without the check the process dies)."""
+    z8 = ensure_game(_spec(), tmp_path)
+    good = z8.read_bytes()
+    z8.write_bytes(good[: len(good) // 2])
+    base = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(pilot_envs.__file__).parents[1]),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", _RESET_ONCE, str(tmp_path)], env=base, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0 and "expert:" in out.stdout, out.stderr[-2000:]
+    assert z8.read_bytes() == good and z8.with_suffix(".sha256").exists()
+
+
+def test_caches_without_checksums_are_verified_and_stale_temporaries_removed(tmp_path):
+    z8 = ensure_game(_spec(), tmp_path)
+    folder, good, digest = z8.parent, z8.read_bytes(), z8.with_suffix(".sha256")
+    # an entry written before checksums existed: checked by the story file's own header, then given a checksum
+    digest.unlink(missing_ok=True)
+    mtime = z8.stat().st_mtime_ns
+    assert ensure_game(_spec(), tmp_path) == z8 and digest.exists() and z8.stat().st_mtime_ns == mtime
+    # temporary directories of writers that died: a dead pid on this host, or untouched for long; others are kept
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    host = games._host()
+    stale = [folder / f".tmp-{dead.pid}@{host}-abc", folder / ".tmp-legacy1"]
+    kept = [folder / f".tmp-{os.getpid()}@{host}-def", folder / ".tmp-legacy2", folder / f".tmp-{dead.pid}@elsewhere-x"]
+    for path in stale + kept:
+        path.mkdir()
+        (path / "game.z8").write_bytes(b"partial")
+    old = time.time() - games.STALE_TMP_SECONDS - 60
+    os.utime(stale[1], (old, old))
+    # a damaged entry without a checksum is made again (which first clears what dead writers left)
+    digest.unlink(missing_ok=True)
+    z8.write_bytes(good[:-1000])
+    assert ensure_game(_spec(), tmp_path) == z8 and z8.read_bytes() == good and digest.exists()
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
