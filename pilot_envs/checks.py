@@ -10,7 +10,8 @@ import copy
 import hashlib
 import json
 import pickle
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -19,6 +20,9 @@ import numpy as np
 __all__ = [
     "rollout_digest",
     "random_admissible_policy",
+    "expert_policy",
+    "play_until_terminated",
+    "check_no_op_after_termination",
     "check_determinism",
     "check_pickle",
     "check_vector_sync_async",
@@ -33,6 +37,11 @@ def random_admissible_policy(obs: dict[str, Any], info: dict[str, Any], rng: np.
     """A uniformly random admissible command (or ``look`` when there is none)."""
     cmds = obs["admissible_commands"]
     return str(cmds[int(rng.integers(len(cmds)))]) if len(cmds) else "look"
+
+
+def expert_policy(obs: dict[str, Any], info: dict[str, Any], rng: np.random.Generator) -> str:
+    """The env's oracle command (``info["expert_action"]``), or ``look`` when it has none."""
+    return info["expert_action"] or "look"
 
 
 def _jsonable(x: Any) -> Any:
@@ -147,3 +156,61 @@ def check_reward_modes_same_dynamics(env_id: str, *, seed: int = 0, steps: int =
         env.close()
         traces.append(trace)
     assert obs_equal(traces[0], traces[1]) and obs_equal(traces[0], traces[2]), "reward_mode changed the dynamics"
+
+
+def play_until_terminated(
+    env: gym.Env,
+    *,
+    seed: int,
+    options: dict[str, Any] | None = None,
+    policy: Policy = expert_policy,
+    max_steps: int = 10_000,
+) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """Play one episode with ``policy`` until it terminates. Returns (final obs, final info, steps taken).
+
+    Fails when the episode is truncated first (or runs past ``max_steps``): the policy must solve the task.
+    """
+    rng = np.random.default_rng(seed)
+    obs, info = env.reset(seed=seed, options=options)
+    for step in range(1, max_steps + 1):
+        obs, _, term, trunc, info = env.step(policy(obs, info, rng))
+        if term:
+            return obs, info, step
+        assert not trunc, f"the episode (seed {seed}) was truncated after {step} steps before the policy ended it"
+    raise AssertionError(f"the policy did not end the episode (seed {seed}) in {max_steps} steps")
+
+
+def check_no_op_after_termination(
+    env: gym.Env,
+    final_obs: dict[str, Any],
+    final_info: dict[str, Any],
+    actions: Sequence[Any],
+    *,
+    elapsed: int,
+) -> None:
+    """Stepping a terminated episode is a no-op (the contract of ``TextTaskEnv``, "Episode End").
+
+    ``env`` has just terminated with ``(final_obs, final_info)`` after ``elapsed`` steps. Every action of
+    ``actions`` must return reward exactly 0.0, ``terminated=True``, the final observation unchanged and the
+    final info with ``action_valid=False`` and ``command=""``; ``truncated`` is False unless the step limit of
+    ``env.spec`` (``TimeLimit``, which keeps counting) is reached. The world's ``state_hash`` must not move,
+    and the env must warn once, saying to call ``reset()``.
+    """
+    limit = env.spec.max_episode_steps if env.spec is not None else None
+    expected_info = {**final_info, "action_valid": False, "command": ""}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for i, action in enumerate(actions, start=1):
+            obs, reward, term, trunc, info = env.step(action)
+            assert type(reward) is float and reward == 0.0, f"step {i} after termination paid {reward!r}"
+            assert term is True, f"step {i} after termination returned terminated={term!r}"
+            expected_trunc = limit is not None and elapsed + i >= limit
+            assert trunc is expected_trunc, f"step {i} after termination returned truncated={trunc!r}"
+            assert obs_equal(obs, final_obs), f"step {i} after termination ({action!r}) changed the observation"
+            assert obs_equal(info, expected_info), f"step {i} after termination ({action!r}) changed the info"
+    backend = getattr(env.unwrapped, "backend", None)
+    if backend is not None:
+        assert backend.state_hash() == final_info["state_hash"], "stepping after termination changed the world"
+    if actions:
+        ours = [w for w in caught if "reset()" in str(w.message) and "terminated" in str(w.message)]
+        assert len(ours) == 1, f"expected one warning to call reset(), got {[str(w.message) for w in caught]}"

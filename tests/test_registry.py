@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
+import numbers
 import os
 import pickle
 import subprocess
@@ -170,3 +173,75 @@ def test_declared_plan_always_fits_the_observation_space(env_id):
     obs, *_ , info = env.step(f"<plan>{steps}</plan>")
     assert env.observation_space.contains(obs)
     assert 0 < len(obs["plan"]) <= 64 and all(len(s) <= 256 and "中" not in s for s in obs["plan"])
+
+
+# ------------------------------------------------------------------ the end of an episode
+@contextlib.contextmanager
+def backend_calls(backend):
+    """Record calls to a backend's world methods (state_hash excluded: the checks read it)."""
+    calls: list[str] = []
+    names = ("load", "execute", "admissible_commands", "stage", "progress", "expert_plan", "help_text")
+    for name in names:
+        original = getattr(backend, name)
+        setattr(backend, name, lambda *a, _n=name, _f=original, **k: calls.append(_n) or _f(*a, **k))
+    try:
+        yield calls
+    finally:
+        for name in names:
+            delattr(backend, name)
+
+
+@pytest.mark.parametrize("env_id", ALL_IDS)
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 3), after=st.lists(_any_text, min_size=1, max_size=4))
+def test_stepping_a_terminated_episode_is_a_no_op(env_id, seed, after):
+    """After termination: reward 0.0, still terminated, the same observation, the backend never called."""
+    env = _shared(env_id)
+    obs, info, elapsed = checks.play_until_terminated(env, seed=seed)
+    with backend_calls(env.unwrapped.backend) as calls:
+        checks.check_no_op_after_termination(env, obs, info, [*after, "look", "help"], elapsed=elapsed)
+    assert calls == [], f"the backend was called after termination: {calls}"
+
+
+# ------------------------------------------------------------------ reward settings are validated at make
+REWARD_SETTINGS = ("success_reward", "invalid_action_penalty", "gamma", "milestone_bonus")
+_NOT_A_NUMBER = st.one_of(
+    st.sampled_from([None, True, False, np.True_, "1.0", "x", b"1", [1.0], (0.5,), {"a": 1}, 1 + 0j, object()]),
+    st.text(max_size=4),
+)
+_NOT_FINITE = st.sampled_from([math.nan, math.inf, -math.inf, np.float32("nan"), np.float64("-inf")])
+
+
+@st.composite
+def _bad_reward_setting(draw) -> tuple[str, object]:
+    name = draw(st.sampled_from(REWARD_SETTINGS))
+    bad = [_NOT_FINITE, _NOT_A_NUMBER.filter(lambda v: not (name == "milestone_bonus" and v is None))]
+    if name == "invalid_action_penalty":
+        bad.append(st.floats(max_value=-1e-12, allow_infinity=False, allow_nan=False))
+    if name == "gamma":
+        bad.append(st.floats(allow_nan=False, allow_infinity=False).filter(lambda g: not 0.0 <= g <= 1.0))
+    return name, draw(st.one_of(bad))
+
+
+def expected_error(value: object) -> type[Exception]:
+    """TypeError for anything but a real number (bools included), ValueError for a real number out of range."""
+    is_number = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    return ValueError if is_number else TypeError
+
+
+@pytest.mark.parametrize("env_id", ALL_IDS)
+@settings(max_examples=25, deadline=None)
+@given(setting=_bad_reward_setting())
+def test_bad_reward_settings_fail_clearly_at_make(env_id, setting):
+    name, value = setting
+    with pytest.raises(expected_error(value), match=name):
+        make(env_id, **{name: value})
+
+
+@pytest.mark.parametrize("env_id", ALL_IDS)
+def test_good_reward_settings_are_stored_as_floats(env_id):
+    env = make(env_id, success_reward=10, invalid_action_penalty=np.float32(0.25), gamma=np.int64(1), milestone_bonus=0)
+    cfg = env.unwrapped.reward_config
+    assert (cfg.success_reward, cfg.invalid_action_penalty, cfg.gamma, cfg.milestone_bonus) == (10.0, 0.25, 1.0, 0.0)
+    assert all(type(v) is float for v in (cfg.success_reward, cfg.invalid_action_penalty, cfg.gamma, cfg.milestone_bonus))
+    env.close()

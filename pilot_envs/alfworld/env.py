@@ -60,13 +60,21 @@ class PilotALFWorldEnv(TextTaskEnv):
     ``reward_mode="sparse"``: ``success_reward`` on success (ALFWorld's reward). ``"progress"``:
     ``success_reward * won + gamma * progress' - progress`` (potential-based; telescopes over an episode).
     ``"milestone"``: ``milestone_bonus`` (default 1/K) the first time each milestone is reached, plus
-    success. Every mode subtracts ``invalid_action_penalty`` for an action that did nothing.
+    success. Every mode subtracts ``invalid_action_penalty`` for an action that did nothing. The settings
+    are checked at ``gym.make``: finite real numbers (not bools or strings), ``invalid_action_penalty >= 0``,
+    ``0 <= gamma <= 1``, ``milestone_bonus`` a number or None; ``TypeError`` / ``ValueError`` otherwise.
 
     ## Episode End
     ### Termination
-    The task is solved.
+    The task is solved. Stepping a terminated episode does nothing until ``reset()``: the world is not
+    stepped, the reward is exactly 0.0 (no success reward again, no penalty), ``terminated`` stays True,
+    the observation is the final one, and the info is the final one with ``action_valid=False`` and
+    ``command=""`` (``won`` and ``progress`` unchanged); the first such step warns to call ``reset()``.
     ### Truncation
     50 steps (``max_episode_steps`` in the registration), as in ALFWorld. Reasoning-only turns count.
+    Truncation is ``TimeLimit``'s: a truncated episode is not terminated, and stepping it again keeps
+    stepping the world while ``TimeLimit`` answers ``truncated=True``; call ``reset()``. ``TimeLimit`` also
+    counts the no-op steps after termination.
 
     ## Information
     ``won``, ``lost``, ``progress``, ``subgoals`` (milestone texts), ``subgoals_done``, ``expert_action``

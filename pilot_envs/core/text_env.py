@@ -25,7 +25,21 @@ OK = "OK."
 
 
 class TextTaskEnv(gym.Env[dict[str, Any], str]):
-    """A text task behind the common contract. See :mod:`pilot_envs.alfworld.env` for a full card."""
+    """A text task behind the common contract. See :mod:`pilot_envs.alfworld.env` for a full card.
+
+    ## Episode End
+    ### Termination
+    The backend reports the task won or lost. Stepping a terminated episode is a no-op until ``reset()``:
+    the backend is not called, the reward is exactly 0.0, ``terminated=True`` and ``truncated=False``, the
+    observation is the final one unchanged, and the info is the final info except ``action_valid=False``
+    and ``command=""`` (``won``, ``lost`` and ``progress`` stay as they were). The first such step of an
+    episode logs a Gymnasium warning saying to call ``reset()``. A non-text action still raises ``TypeError``.
+    ### Truncation
+    Only by ``TimeLimit`` (``max_episode_steps`` in the registration). A truncated episode is not terminated:
+    the env itself keeps stepping the world if it is stepped again, and ``TimeLimit`` keeps answering
+    ``truncated=True``; call ``reset()``. ``TimeLimit`` also keeps counting the no-op steps after termination,
+    so they report ``truncated=True`` once the limit is reached.
+    """
 
     metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}
 
@@ -50,11 +64,11 @@ class TextTaskEnv(gym.Env[dict[str, Any], str]):
         self.render_mode = render_mode
         self.reward_config = RewardConfig(
             mode=reward_mode,
-            success_reward=float(success_reward),
-            invalid_action_penalty=float(invalid_action_penalty),
-            gamma=float(gamma),
+            success_reward=success_reward,
+            invalid_action_penalty=invalid_action_penalty,
+            gamma=gamma,
             milestone_bonus=milestone_bonus,
-        )
+        )  # checks every setting (types, finite, ranges): a bad one fails here, at gym.make
         self.observation_space = spaces.observation_space(
             num_subgoals=backend.max_subgoals, max_commands=backend.max_commands
         )
@@ -68,6 +82,8 @@ class TextTaskEnv(gym.Env[dict[str, Any], str]):
         self._last_command = ""
         self._last_valid = True
         self._format_ok = True
+        self._final: tuple[dict[str, Any], dict[str, Any]] | None = None  # (obs, info) once terminated
+        self._warned_after_end = False
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(
@@ -82,9 +98,12 @@ class TextTaskEnv(gym.Env[dict[str, Any], str]):
         self._progress_now = self._measure_progress()
         self._text = self._meta.initial_text
         self._last_command, self._last_valid, self._format_ok = "", True, True
+        self._final, self._warned_after_end = None, False
         return self._observation(), self._info(won=False, lost=False)
 
     def step(self, action: str) -> tuple[dict[str, Any], SupportsFloat, bool, bool, dict[str, Any]]:
+        if self._final is not None:
+            return self._step_after_end(action)
         if self._meta is None:
             raise gym.error.ResetNeeded("Call reset() before step().")
         parsed = parse_action(self._coerce(action))
@@ -111,6 +130,8 @@ class TextTaskEnv(gym.Env[dict[str, Any], str]):
         )
         terminated = bool(outcome.won or outcome.lost)
         obs, info = self._observation(), self._info(won=outcome.won, lost=outcome.lost)
+        if terminated:
+            self._final = (_copy_obs(obs), dict(info))
         if self.render_mode == "human":
             print(self.render())
         return obs, r, terminated, False, info
@@ -127,6 +148,18 @@ class TextTaskEnv(gym.Env[dict[str, Any], str]):
         super().close()
 
     # ------------------------------------------------------------------ helpers
+    def _step_after_end(self, action: Any) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
+        """A step of a terminated episode: nothing happens (see the class docstring, "Episode End")."""
+        self._coerce(action)  # a non-text action is still an error
+        if not self._warned_after_end:
+            self._warned_after_end = True
+            gym.logger.warn(
+                "step() called after the episode terminated: nothing happens (reward 0.0, the final observation "
+                "again). Call reset() to start a new episode."
+            )
+        obs, info = self._final
+        return _copy_obs(obs), 0.0, True, False, {**info, "action_valid": False, "command": ""}
+
     @staticmethod
     def _coerce(action: Any) -> str:
         if isinstance(action, str):
@@ -209,3 +242,8 @@ class TextTaskEnv(gym.Env[dict[str, Any], str]):
             "task_id": meta.task_id,
             "split": meta.split,
         }
+
+
+def _copy_obs(obs: dict[str, Any]) -> dict[str, Any]:
+    """A copy of an observation that shares nothing mutable with it (its arrays are copied)."""
+    return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in obs.items()}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -12,7 +12,16 @@ from gymnasium import logger
 from pilot_envs.core.protocol import MAX_ACTION_CHARS
 from pilot_envs.core.spaces import COMMAND_MAX, sanitize
 
-__all__ = ["RESET_OPTION_KEYS", "coerce_text", "forward_options", "cut_block", "clean_plan", "plan_action"]
+__all__ = [
+    "RESET_OPTION_KEYS",
+    "coerce_text",
+    "check_actions",
+    "warn_step_after_end",
+    "forward_options",
+    "cut_block",
+    "clean_plan",
+    "plan_action",
+]
 
 RESET_OPTION_KEYS: tuple[str, ...] = ("split", "task_index", "scene")
 """Reset options forwarded to the household task loader (the single-agent envs' keys)."""
@@ -32,6 +41,30 @@ def coerce_text(action: Any) -> str:
     else:
         raise TypeError(f"actions are text: pass a str (a command or an LLM response), got {type(action).__name__}")
     return text[:MAX_ACTION_CHARS]
+
+
+def check_actions(actions: Any, possible_agents: Sequence[str]) -> Mapping[str, Any]:
+    """The ``actions`` of a Parallel ``step``: a mapping agent -> action whose keys are agents of the env.
+
+    Raises ``TypeError`` for anything but a mapping (a bare action, a list) and ``ValueError`` for unknown keys.
+    """
+    if not isinstance(actions, Mapping):
+        raise TypeError(
+            "a Parallel env's step() takes a dict agent -> action (text), e.g. "
+            f"{{{possible_agents[0]!r}: 'look'}}; got {type(actions).__name__}"
+        )
+    unknown = [a for a in actions if a not in possible_agents]
+    if unknown:
+        raise ValueError(f"actions for unknown agent(s) {unknown!r}; the agents are {list(possible_agents)}")
+    return actions
+
+
+def warn_step_after_end() -> None:
+    """The warning of a step after every agent is done (a no-op that pays nothing)."""
+    logger.warn(
+        "step() called after every agent is terminated or truncated: nothing happens and no reward is paid. "
+        "Call reset() to start a new episode."
+    )
 
 
 def forward_options(options: dict[str, Any] | None) -> dict[str, Any]:

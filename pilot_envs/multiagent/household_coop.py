@@ -19,7 +19,13 @@ from pilot_envs.core.protocol import ParsedAction, parse_action
 from pilot_envs.core.rewards import RewardConfig, reward
 from pilot_envs.core.task import flags_from_stage, plan_score, plan_step
 from pilot_envs.core.text_env import OK, PLAN_MODES
-from pilot_envs.multiagent._common import clean_plan, coerce_text, forward_options
+from pilot_envs.multiagent._common import (
+    check_actions,
+    clean_plan,
+    coerce_text,
+    forward_options,
+    warn_step_after_end,
+)
 from pilot_envs.multiagent.coop_expert import COOP_TASK_TYPE, team_plans
 from pilot_envs.multiagent.coop_world import CoopWorld
 
@@ -62,7 +68,9 @@ class HouseholdCoopEnv(ParallelEnv, EzPickle):
     ## Action Space
     ``PilotText(8192)`` per agent, read exactly as by the single-agent env (bare commands,
     ``<think>/<plan>/<action>`` tags, ReAct). Any string is safe; no action masks (the admissible commands
-    are in the observation). An agent missing from the actions dict does nothing (``Nothing happens.``).
+    are in the observation). ``step`` takes a dict agent -> text: anything else raises ``TypeError``, a key
+    that is not an agent ``ValueError``, a non-text action ``TypeError`` (before any action is resolved). An
+    agent missing from the dict does nothing (``Nothing happens.``).
 
     ## Observation Space
     Per agent, the single-agent ``Dict`` plus the teammates:
@@ -88,12 +96,19 @@ class HouseholdCoopEnv(ParallelEnv, EzPickle):
     the single-agent env, minus ``invalid_action_penalty`` for *each* agent whose action did nothing.
     Splitting work pays through the step budget (``max_cycles``) and, with ``reward_mode="progress"`` and
     ``gamma < 1``, through discounting.
+    The settings are checked at construction as in the single-agent env (finite real numbers,
+    ``invalid_action_penalty >= 0``, ``0 <= gamma <= 1``; ``TypeError`` / ``ValueError`` otherwise).
 
     ## Episode End
     ### Termination
     The task is solved: every agent terminates.
     ### Truncation
     ``max_cycles`` steps (default 50): every agent truncates.
+    ### After the end
+    ``agents`` is empty; a Parallel ``step`` then does nothing, pays no reward and returns five empty dicts
+    (as PettingZoo's own conversions do), warning once to call ``reset()``. In the AEC view each done agent
+    takes one ``step(None)`` (any other action raises ``ValueError``); a ``step`` once ``agents`` is empty
+    does nothing and warns once.
 
     ## Information
     Per agent, the single-agent keys - ``won``, ``lost``, ``progress``, ``subgoals``, ``subgoals_done``,
@@ -179,11 +194,11 @@ class HouseholdCoopEnv(ParallelEnv, EzPickle):
         self.legacy = grammar == "legacy"
         self.reward_config = RewardConfig(
             mode=reward_mode,
-            success_reward=float(success_reward),
-            invalid_action_penalty=float(invalid_action_penalty),
-            gamma=float(gamma),
+            success_reward=success_reward,
+            invalid_action_penalty=invalid_action_penalty,
+            gamma=gamma,
             milestone_bonus=milestone_bonus,
-        )
+        )  # checks every setting (types, finite, ranges)
         self.backend = HouseholdBackend(
             task_types=(COOP_TASK_TYPE,), max_receptacles=max_receptacles, max_objects=max_objects, grammar=grammar
         )
@@ -195,6 +210,7 @@ class HouseholdCoopEnv(ParallelEnv, EzPickle):
         self.np_random_seed: int | None = None
         self.world: CoopWorld | None = None
         self._meta: TaskMeta | None = None
+        self._warned_after_end = False
 
     def _make_observation_space(self) -> gym_spaces.Dict:
         base = spaces.observation_space(num_subgoals=self.backend.max_subgoals, max_commands=self.backend.max_commands)
@@ -232,16 +248,22 @@ class HouseholdCoopEnv(ParallelEnv, EzPickle):
         self._contribution = [0.0] * n
         self._total_contribution = [0.0] * n
         self._team_reward = 0.0
+        self._warned_after_end = False
         return self._observations(), self._infos(won=False)
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         if self.world is None:
             raise gym.error.ResetNeeded("Call reset() before step().")
-        if not self.agents:
+        check_actions(actions, self.possible_agents)
+        if not self.agents:  # the episode is over: nothing happens (PettingZoo's conversions return empty dicts)
+            if not self._warned_after_end:
+                self._warned_after_end = True
+                warn_step_after_end()
             return {}, {}, {}, {}, {}
+        texts = [coerce_text(actions.get(agent, "")) for agent in self.possible_agents]  # all checked, then run
         before = stage = self._stage
-        for i, agent in enumerate(self.possible_agents):
-            parsed = parse_action(coerce_text(actions.get(agent, "")))
+        for i, text in enumerate(texts):
+            parsed = parse_action(text)
             self._format_ok[i] = parsed.format_ok
             if parsed.plan:
                 self._plans[i] = clean_plan(parsed.plan)

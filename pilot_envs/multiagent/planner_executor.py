@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any
 
 import gymnasium as gym
@@ -14,7 +13,8 @@ from pettingzoo import AECEnv
 
 from pilot_envs.core import spaces
 from pilot_envs.core.protocol import parse_action
-from pilot_envs.multiagent._common import coerce_text, cut_block, forward_options, plan_action
+from pilot_envs.core.rewards import finite_number
+from pilot_envs.multiagent._common import coerce_text, cut_block, forward_options, plan_action, warn_step_after_end
 from pilot_envs.registration import env_ids
 
 __all__ = ["PlannerExecutorEnv", "AGENTS", "TRIGGERS", "KEEP_ACTION"]
@@ -90,6 +90,11 @@ class PlannerExecutorEnv(AECEnv, EzPickle):
     ### Truncation
     The wrapped env's step limit (its registration's ``max_episode_steps``; pass ``max_episode_steps=..``
     to override): both agents truncate.
+    ### After the end
+    The wrapped env is never stepped again and no reward is paid. As in every PettingZoo AEC env, each done
+    agent then takes one ``step(None)`` (``agent_iter`` does this; any other action raises ``ValueError``),
+    which removes it from ``agents``. A ``step`` once ``agents`` is empty does nothing and warns once to call
+    ``reset()``. The Parallel view returns empty dicts then (and warns once), like PettingZoo's conversions.
 
     ## Information
     Every key of the wrapped env's info after the latest step (``won``, ``progress``, ``subgoals``,
@@ -115,8 +120,9 @@ class PlannerExecutorEnv(AECEnv, EzPickle):
     ```
     Reset options ``split``, ``task_index`` and ``scene`` are forwarded to the wrapped env; other keys are
     ignored with a warning. ``parallel_env()`` is turn-based (PettingZoo's ``turn_based_aec_to_parallel``):
-    each step applies only the action of ``info["active_agent"]``. Pickling (``EzPickle``) rebuilds the env
-    from its arguments: reset it after unpickling.
+    each step takes a dict agent -> text (anything else raises ``TypeError``, an unknown agent ``ValueError``)
+    and applies only the action of ``info["active_agent"]``, which the dict must hold (``ValueError``).
+    Pickling (``EzPickle``) rebuilds the env from its arguments: reset it after unpickling.
 
     ## Version History
     * v0: initial release.
@@ -151,14 +157,13 @@ class PlannerExecutorEnv(AECEnv, EzPickle):
         if replan_every is not None and (isinstance(replan_every, bool) or not isinstance(replan_every, int)
                                          or replan_every < 1):
             raise ValueError(f"replan_every must be a positive int or None, got {replan_every!r}")
-        if not math.isfinite(float(plan_reward_weight)):
-            raise ValueError(f"plan_reward_weight must be finite, got {plan_reward_weight!r}")
+        plan_reward_weight = finite_number("plan_reward_weight", plan_reward_weight)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None")
         self.env_id = env_id
         self.replan_every = replan_every
         self.replan_on_subgoal = bool(replan_on_subgoal)
-        self.plan_reward_weight = float(plan_reward_weight)
+        self.plan_reward_weight = plan_reward_weight
         self.render_mode = render_mode
         env_kwargs = {k: v for k, v in env_kwargs.items() if k != "plan_mode"}
         self.inner: gym.Env = gym.make(env_id, plan_mode="agent", **env_kwargs)
@@ -174,6 +179,7 @@ class PlannerExecutorEnv(AECEnv, EzPickle):
         }
         self.action_spaces = {agent: spaces.action_space() for agent in AGENTS}
         self._obs: dict[str, Any] | None = None
+        self._warned_after_end = False
 
     # ------------------------------------------------------------------ PettingZoo API
     def observation_space(self, agent: str) -> gym.Space:
@@ -195,6 +201,7 @@ class PlannerExecutorEnv(AECEnv, EzPickle):
         self._trigger, self._request = "start", ""
         self._since_plan = 0
         self._best_done = sum(info["subgoals_done"])
+        self._warned_after_end = False
         self._turn: dict[str, Any] = {"acting_agent": None, "world_step": False, "team_reward": 0.0,
                                       "plan_bonus": 0.0, "action": "", "feedback": obs["text"]}
         self._set_infos()
@@ -216,6 +223,13 @@ class PlannerExecutorEnv(AECEnv, EzPickle):
         }
 
     def step(self, action: Any) -> None:
+        if self._obs is None:
+            raise gym.error.ResetNeeded("Call reset() before step().")
+        if not self.agents:  # every agent is done and has taken its dead step: a no-op, as PettingZoo's wrapper
+            if not self._warned_after_end:
+                self._warned_after_end = True
+                warn_step_after_end()
+            return
         agent = self.agent_selection
         if self.terminations[agent] or self.truncations[agent]:
             self._was_dead_step(action)

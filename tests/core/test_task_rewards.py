@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pilot_envs.core.rewards import RewardConfig, reward
+from pilot_envs.core.rewards import RewardConfig, finite_number, reward
 from pilot_envs.core.task import Subgoal, flags_from_stage, match_steps, oracle_plan_text, plan_score, plan_step
 
 GOALS = (
@@ -79,3 +82,31 @@ def test_reward_config_validation():
         RewardConfig(gamma=2.0)
     with pytest.raises(ValueError, match="non-negative"):
         RewardConfig(invalid_action_penalty=-1)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("success_reward", math.nan, ValueError),
+        ("success_reward", "1.0", TypeError),
+        ("success_reward", None, TypeError),
+        ("success_reward", True, TypeError),
+        ("success_reward", 10**400, ValueError),
+        ("invalid_action_penalty", math.inf, ValueError),
+        ("invalid_action_penalty", np.True_, TypeError),
+        ("gamma", "0.9", TypeError),
+        ("gamma", np.float32("nan"), ValueError),
+        ("milestone_bonus", "x", TypeError),
+        ("milestone_bonus", -math.inf, ValueError),
+        ("mode", 3, TypeError),
+    ],
+    ids=lambda v: "huge-int" if isinstance(v, int) and v > 2**64 else None,
+)
+def test_reward_config_checks_types_and_finiteness(field, value, error):
+    with pytest.raises(error, match="reward_mode" if field == "mode" else field):
+        RewardConfig(**{field: value})
+
+
+@given(st.one_of(st.integers(-(10**6), 10**6), st.floats(allow_nan=False, allow_infinity=False, width=32)))
+def test_finite_numbers_pass_as_floats(x):
+    assert finite_number("x", x) == float(x) and type(finite_number("x", np.float32(x))) is float
