@@ -78,6 +78,7 @@ class TextWorldBackend(Backend):
 
     max_commands = 1024
     max_subgoals = 32
+    domain = "a text adventure game (TextWorld)"
 
     def __init__(
         self,
@@ -213,9 +214,12 @@ class TextWorldBackend(Backend):
         words = command.split()
         if words and words[0] in META_COMMANDS:
             return Outcome(NOTHING_HAPPENS, valid=False)
+        if not (command.isascii() and command.isprintable()):
+            # the Z-machine reads printable ASCII only; some UTF-8 byte sequences make Jericho's frotz loop forever
+            # (found by the registry fuzz test), and no TextWorld word has another character
+            return Outcome(NOTHING_HAPPENS, valid=False)
         env = self._env if self._env_in_episode else self._replay()
-        # the Z-machine reads at most 198 bytes; cut at a character boundary (Jericho's own cut can split one)
-        command = command.encode("utf-8", "replace")[:INPUT_BYTES].decode("utf-8", "ignore")
+        command = command[:INPUT_BYTES]  # the Z-machine reads at most 198 bytes (ASCII: characters)
         moves = self._moves
         with warnings.catch_warnings():  # Jericho warns on every step that it cannot list actions for these games
             warnings.simplefilter("ignore")

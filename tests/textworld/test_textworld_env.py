@@ -271,3 +271,27 @@ def test_caches_without_checksums_are_verified_and_stale_temporaries_removed(tmp
     z8.write_bytes(good[:-1000])
     assert ensure_game(_spec(), tmp_path) == z8 and z8.read_bytes() == good and digest.exists()
     assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
+
+
+_STEP_ONCE = """
+import sys
+import gymnasium as gym
+import pilot_envs  # noqa: F401
+env = gym.make("PilotTextWorld-v0", cache_dir=sys.argv[1], split_sizes={"train": 1, "valid": 0, "test": 0},
+               level=1)
+env.reset(seed=0)
+obs, _, _, _, info = env.step(sys.argv[2])
+print("answer:", repr(obs["text"]), info["action_valid"])
+"""
+
+
+def test_non_ascii_input_never_reaches_the_z_machine(tmp_path):
+    """This input (found by the registry fuzz test, lower-cased by the parser) made Jericho's frotz loop forever
+    inside ``step``. Run in a subprocess so a regression fails on a timeout instead of hanging the suite."""
+    base = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(pilot_envs.__file__).parents[1]),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    text = "\\woò\xadyã´ñê9\U000fe650{"
+    out = subprocess.run([sys.executable, "-c", _STEP_ONCE, str(tmp_path), text], env=base, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"answer: {NOTHING_HAPPENS!r} False" in out.stdout
