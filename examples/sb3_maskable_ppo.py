@@ -42,6 +42,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import pilot_envs  # noqa: F401  (registers the env ids)
+from pilot_envs.core.contract import text_env
 from pilot_envs.core.rewards import REWARD_MODES
 from pilot_envs.wrappers import make_sb3_env
 from pilot_envs.wrappers.sb3_policy import CommandScoringPolicy
@@ -432,7 +433,7 @@ def main(argv: list[str] | None = None) -> None:
     start, load_start = time.perf_counter(), os.getloadavg()[0]
 
     first = make_env(args, "sparse")  # success does not depend on the reward mode
-    n = first.unwrapped.backend.splits()[SPLIT]
+    n = text_env(first).splits()[SPLIT]
     eval_envs = [first] + [make_env(args, "sparse") for _ in range(n - 1)]
     random = evaluate_random(eval_envs, args.random_seeds)
     print(f"random admissible on {SPLIT}: success {random.success:.3f} progress {random.progress:.3f}", flush=True)

@@ -1,6 +1,7 @@
 """Baseline agents for ``pilot-envs eval`` and ``play``: each maps (observation, info) to an action string.
 
-Agents are registered by name in :data:`AGENTS`; trainers register LLM agents the same way.
+Agents are registered by name in :data:`AGENTS` (``pilot-envs eval --agent NAME``); add your own with
+:func:`register_agent`.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from typing import Any
 import gymnasium as gym
 
 from pilot_envs.agents import Agent
+from pilot_envs.core.contract import text_env
 
 __all__ = ["EpisodeResult", "SplitReport", "evaluate", "split_size"]
 
@@ -64,7 +65,7 @@ def _summary(es: list[EpisodeResult]) -> dict[str, float]:
 
 
 def split_size(env: gym.Env, split: str) -> int:
-    sizes = env.unwrapped.backend.splits()
+    sizes = text_env(env).splits()
     if split not in sizes:
         raise ValueError(f"{env.spec.id if env.spec else env} has no split {split!r}; it has {sorted(sizes)}")
     return sizes[split]

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pilot_envs import checks
+from pilot_envs.core.contract import INFO_KEYS, TextEnv, text_env
 from pilot_envs.core.text_env import NOTHING_HAPPENS
 
 
@@ -34,8 +35,8 @@ def test_observations_in_space_and_info_keys(env_id):
     env = make(env_id)
     obs, info = env.reset(seed=3)
     rng = np.random.default_rng(3)
-    keys = {"won", "progress", "subgoals", "subgoals_done", "expert_action", "expert_plan", "action_valid",
-            "command", "plan_score", "plan_step", "state_hash", "task_type", "task_id", "split"}
+    keys = set(INFO_KEYS)
+    assert isinstance(text_env(env), TextEnv) and text_env(env).domain and text_env(env).noop_action
     for _ in range(20):
         assert env.observation_space.contains(obs), obs
         assert keys <= set(info), keys - set(info)

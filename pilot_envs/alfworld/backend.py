@@ -26,6 +26,7 @@ class HouseholdBackend(Backend):
 
     max_commands = 512
     max_subgoals = 8
+    domain = "a text-based embodied environment"
 
     def __init__(
         self,

@@ -52,6 +52,10 @@ class Backend(abc.ABC):
     max_commands: int = 512
     #: upper bound on the number of subgoals of any task (``subgoals_done`` is padded to it)
     max_subgoals: int = 16
+    #: a short description of the world for prompts (``TextEnv.domain``)
+    domain: str = "a text-based environment"
+    #: a command that changes nothing (``TextEnv.noop_action``)
+    noop_action: str = "look"
 
     @abc.abstractmethod
     def load(self, rng: np.random.Generator, options: dict[str, Any]) -> TaskMeta:

@@ -1,6 +1,6 @@
 """The action protocol: a pure, total parser from an agent's text to a typed :class:`ParsedAction`.
 
-Accepted forms (DESIGN.md, "Action"):
+Accepted forms (every env card's "Action Space", docs/envs/):
 
 * a bare command: ``go to cabinet 1``
 * tagged LLM output: ``<think>..</think>``, ``<plan>Step 1: .. Step 2: ..</plan>``,
@@ -17,10 +17,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from pilot_envs.core.contract import MAX_ACTION_CHARS
+
 __all__ = ["ParsedAction", "parse_action", "parse_plan", "normalize_command", "MAX_ACTION_CHARS"]
 
-MAX_ACTION_CHARS = 8192
-"""Input beyond this many characters is ignored (an LLM that rambles past it is cut off)."""
 
 TAGS = ("think", "plan", "switch", "subgoal", "action")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

@@ -27,6 +27,8 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector.utils import create_shared_memory, read_from_shared_memory, write_to_shared_memory
 
+from pilot_envs.core.contract import MAX_ACTION_CHARS
+
 __all__ = [
     "CHARSET",
     "PilotText",
@@ -45,7 +47,6 @@ _OUTSIDE = re.compile("[^" + re.escape(CHARSET) + "]")
 
 TEXT_MAX = 8192  # longest feedback (a ScienceWorld "look around" is ~2,000 characters)
 COMMAND_MAX = 256  # longest single command or plan step
-ACTION_MAX = 8192  # longest accepted action string before truncation by the parser
 
 
 def sanitize(text: str, max_length: int = TEXT_MAX) -> str:
@@ -91,7 +92,7 @@ class TextList(spaces.Sequence):
 def observation_space(
     *, num_subgoals: int, max_commands: int, max_plan_steps: int = 64, text_max: int = TEXT_MAX
 ) -> spaces.Dict:
-    """The observation Dict every env in this package uses (DESIGN.md, "The environment contract")."""
+    """The observation Dict every env in this package uses (the "Observation Space" table of every env card, docs/envs/)."""
     return spaces.Dict(
         {
             "text": PilotText(text_max),
@@ -106,7 +107,7 @@ def observation_space(
 
 def action_space() -> PilotText:
     """The action space: free text (a command, tagged LLM output or ReAct text)."""
-    return PilotText(ACTION_MAX)
+    return PilotText(MAX_ACTION_CHARS)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""``TextTaskEnv``: the Gymnasium env every text task in this package is (DESIGN.md's contract).
+"""``TextTaskEnv``: the Gymnasium env every text task in this package is (the contract of :mod:`pilot_envs.core.contract` and the env cards).
 
 It glues a :class:`~pilot_envs.core.backend.Backend` (the world) to the protocol parser, plan modes,
 reward modes, and the observation/info contract. Subclasses only pick a backend and write a docstring.
@@ -13,13 +13,13 @@ import numpy as np
 
 from pilot_envs.core import spaces
 from pilot_envs.core.backend import Backend, Outcome, TaskMeta
+from pilot_envs.core.contract import PLAN_MODES, coerce_text
 from pilot_envs.core.protocol import ParsedAction, parse_action
 from pilot_envs.core.rewards import RewardConfig, reward
 from pilot_envs.core.task import flags_from_stage, plan_score, plan_step
 
 __all__ = ["TextTaskEnv", "PLAN_MODES", "NOTHING_HAPPENS", "OK"]
 
-PLAN_MODES = ("none", "oracle", "agent")
 NOTHING_HAPPENS = "Nothing happens."
 OK = "OK."
 
@@ -106,7 +106,7 @@ class TextTaskEnv(gym.Env[dict[str, Any], str]):
             return self._step_after_end(action)
         if self._meta is None:
             raise gym.error.ResetNeeded("Call reset() before step().")
-        parsed = parse_action(self._coerce(action))
+        parsed = parse_action(coerce_text(action))
         self._format_ok = parsed.format_ok
         if parsed.plan:  # a declared plan must fit the observation space (TextList(64) of 256-char steps)
             self._declared_plan = tuple(spaces.sanitize(step, spaces.COMMAND_MAX) for step in parsed.plan[:64])
@@ -147,10 +147,31 @@ class TextTaskEnv(gym.Env[dict[str, Any], str]):
         self.backend.close()
         super().close()
 
+    # ------------------------------------------------------------------ the trainer contract (TextEnv)
+    @property
+    def domain(self) -> str:
+        """A short description of this env's world for prompts."""
+        return self.backend.domain
+
+    @property
+    def noop_action(self) -> str:
+        """A command that changes nothing."""
+        return self.backend.noop_action
+
+    def splits(self) -> dict[str, int]:
+        """The fixed task splits and their sizes (``reset(options={"split": s, "task_index": i})``)."""
+        return self.backend.splits()
+
+    def set_plan_mode(self, mode: str) -> None:
+        """Change ``plan_mode`` (one of ``PLAN_MODES``); it applies from the next observation on."""
+        if mode not in PLAN_MODES:
+            raise ValueError(f"plan_mode must be one of {PLAN_MODES}, got {mode!r}")
+        self.plan_mode = mode
+
     # ------------------------------------------------------------------ helpers
     def _step_after_end(self, action: Any) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
         """A step of a terminated episode: nothing happens (see the class docstring, "Episode End")."""
-        self._coerce(action)  # a non-text action is still an error
+        coerce_text(action)  # a non-text action is still an error
         if not self._warned_after_end:
             self._warned_after_end = True
             gym.logger.warn(
@@ -159,19 +180,6 @@ class TextTaskEnv(gym.Env[dict[str, Any], str]):
             )
         obs, info = self._final
         return _copy_obs(obs), 0.0, True, False, {**info, "action_valid": False, "command": ""}
-
-    @staticmethod
-    def _coerce(action: Any) -> str:
-        if isinstance(action, str):
-            return action
-        if isinstance(action, bytes):
-            return action.decode("utf-8", errors="replace")
-        if isinstance(action, np.ndarray) and action.dtype.kind in "US" and action.size == 1:
-            return str(action.item())
-        raise TypeError(
-            f"actions are text: pass a str (a command or an LLM response), got {type(action).__name__}. "
-            "For integer actions over admissible commands use pilot_envs.wrappers.DiscreteCommands."
-        )
 
     def _execute(self, parsed: ParsedAction) -> Outcome:
         if parsed.kind in ("think", "plan"):

@@ -1,4 +1,4 @@
-"""PettingZoo envs over the household engine (DESIGN.md, "Environments"), in PettingZoo's module style.
+"""PettingZoo envs over the household engine, in PettingZoo's module style.
 
 * :mod:`pilot_envs.multiagent.planner_executor_v0` - a planner writes and revises the global plan, an
   executor acts (AEC native, turn-based Parallel view); wraps any single-agent id of this package.

@@ -6,10 +6,10 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 from gymnasium import logger
 
-from pilot_envs.core.protocol import MAX_ACTION_CHARS
+from pilot_envs.core.contract import MAX_ACTION_CHARS
+from pilot_envs.core.contract import coerce_text as _as_text
 from pilot_envs.core.spaces import COMMAND_MAX, sanitize
 
 __all__ = [
@@ -28,19 +28,9 @@ RESET_OPTION_KEYS: tuple[str, ...] = ("split", "task_index", "scene")
 
 
 def coerce_text(action: Any) -> str:
-    """An action as text (``str``, ``bytes`` or a 1-element numpy string array), cut to the parser's limit.
-
-    Raises ``TypeError`` for anything else, like the single-agent envs.
-    """
-    if isinstance(action, str):
-        text = action
-    elif isinstance(action, bytes):
-        text = action.decode("utf-8", errors="replace")
-    elif isinstance(action, np.ndarray) and action.dtype.kind in "US" and action.size == 1:
-        text = str(action.item())
-    else:
-        raise TypeError(f"actions are text: pass a str (a command or an LLM response), got {type(action).__name__}")
-    return text[:MAX_ACTION_CHARS]
+    """An action as text (:func:`pilot_envs.core.contract.coerce_text`: ``str``, ``bytes`` or a 1-element numpy
+    string array; a ``TypeError`` for anything else), cut to the parser's limit."""
+    return _as_text(action)[:MAX_ACTION_CHARS]
 
 
 def check_actions(actions: Any, possible_agents: Sequence[str]) -> Mapping[str, Any]:

@@ -77,6 +77,8 @@ class ScienceWorldBackend(Backend):
     """ScienceWorld tasks by (task, variation), over one lazily started JVM."""
 
     max_subgoals = 16
+    domain = "ScienceWorld, a text-based simulation of elementary science experiments"
+    noop_action = "look around"
 
     def __init__(
         self,

@@ -17,6 +17,7 @@ import pilot_envs  # noqa: F401
 from pilot_envs.alfworld import tasks
 from pilot_envs.alfworld.catalog import OBJECT_CLASSES
 from pilot_envs.checks import obs_equal
+from pilot_envs.core.contract import INFO_KEYS
 from pilot_envs.multiagent import household_coop_v0
 
 PICK_TWO = ("pick_two_obj_and_place",)
@@ -90,6 +91,7 @@ def test_one_agent_reads_exactly_like_the_single_agent_env(seed):
         a = cobs["agent_0"]
         for key in ("text", "task", "plan", "subgoals_done", "progress", "admissible_commands"):
             assert obs_equal(a[key], obs[key]), (t, key)
+        assert set(INFO_KEYS) <= set(cinfo["agent_0"]), set(INFO_KEYS) - set(cinfo["agent_0"])
         for key in ("won", "progress", "subgoals", "subgoals_done", "action_valid", "command"):
             assert cinfo["agent_0"][key] == info[key], (t, key)
         if t % 3 == 2:  # mix in random admissible commands and junk
