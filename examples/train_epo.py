@@ -1,6 +1,6 @@
 """PPO vs PPO+EPO and GRPO vs GRPO+EPO with the offline tiny model on CPU, at the GRPO example's budget.
 
-Every run uses ``examples/train_grpo.py``'s ``RECIPE`` (read from that file, so the examples stay in step):
+Every run uses the GRPO example's recipe (``GRPO_RECIPE`` of examples/recipes.py, so the examples stay in step):
 small-scene ``PilotALFWorldSmall-v0`` (its four task types), the same tiny model and SFT warm start, 64
 training episodes per iteration (GRPO with the recipe's episode-level advantage, not the example's GiGPO),
 then valid_unseen at temperature 0.4. The GRPO pair runs the recipe's iterations; the PPO pair (64 tasks x 1
@@ -26,15 +26,14 @@ Writes ``<out>/<env>/<method>/`` run folders, ``<out>/results.json``, ``<out>/re
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
 from pathlib import Path
 
 from _jobs import run_jobs
+from recipes import GRPO_RECIPE
 
-ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("grpo", "epo_grpo", "ppo", "epo_ppo")
 EPO = dict(entropy_coef=0.001, epo_beta=1.0, epo_kappa_lo=0.0, epo_kappa_hi=2.0)
 """EPO's published coefficients (alpha is per env)."""
@@ -58,18 +57,10 @@ QUICK = dict(eval_samples=1, sft_episodes=40, sft_steps=40, sft_warmup_steps=5, 
 QUICK_ENVS = {"scienceworld": dict(num_envs=4, sft_episodes=8, sft_steps=8, tiny_corpus_episodes=8, eval_tasks=4)}
 
 
-def recipe() -> dict:
-    """``RECIPE`` of examples/train_grpo.py."""
-    spec = importlib.util.spec_from_file_location("train_grpo", ROOT / "examples" / "train_grpo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return dict(module.RECIPE)
-
-
 def settings(env: str, method: str, quick: bool, seed: int, out: Path) -> dict:
     """The config fields of one run."""
     base = method.removeprefix("epo_")
-    kw = {**recipe(), **ENVS[env], **(QUICK if quick else {}), **(QUICK_ENVS.get(env, {}) if quick else {}),
+    kw = {**GRPO_RECIPE, **ENVS[env], **(QUICK if quick else {}), **(QUICK_ENVS.get(env, {}) if quick else {}),
           "base": base, "seed": seed, "output_dir": str(out / env / method)}
     if base == "ppo":  # as many episodes per iteration as GRPO (tasks x group), critic lr 10x the actor's
         kw.update(tasks_per_iteration=kw["tasks_per_iteration"] * kw["group_size"], group_size=1,
@@ -231,7 +222,7 @@ def main() -> None:
     for env in (e for e in a.envs.split(",") if e):
         if env not in ENVS:
             p.error(f"unknown env {env!r}")
-        env_id = ENVS[env].get("env", recipe()["env"])
+        env_id = ENVS[env].get("env", GRPO_RECIPE["env"])
         if env_id in gym.registry:
             envs.append(env)
         else:

@@ -6,11 +6,11 @@
     python examples/train_grpo.py --write-docs             # also update the table in docs/results.md and the plot
 
 It evaluates on valid_unseen (held-out rooms) right after SFT and again after GRPO, and prints success per task
-type. The GRPO trainer runs with GiGPO's advantage (``ADVANTAGE``): the episode-level group advantage plus a
+type. The GRPO trainer runs with GiGPO's advantage (``GRPO_ADVANTAGE``): the episode-level group advantage plus a
 step-level one between turns of the group that acted in the same env state. With the episode-level advantage
 alone, one number spread over 15 turns that winning and losing rollouts largely share, this tiny policy does not
-improve (docs/trainers/grpo.md, "Measured"). ``RECIPE`` is everything else; the HiPER and EPO examples read it, so
-their GRPO arms are plain (episode-level) GRPO.
+improve (docs/trainers/grpo.md, "Measured"). ``GRPO_RECIPE`` (examples/recipes.py) is everything else; the HiPER
+and EPO examples read it, so their GRPO arms are plain (episode-level) GRPO.
 """
 
 from __future__ import annotations
@@ -18,63 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
+from recipes import GRPO_ADVANTAGE, GRPO_RECIPE
+
+from trainers.core.cli import config_from_args
+from trainers.grpo import GRPOConfig, GRPOTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from trainers.core.cli import config_from_args  # noqa: E402
-from trainers.grpo import GRPOConfig, GRPOTrainer  # noqa: E402
-
-TASK_TYPES = ["pick_and_place_simple", "pick_clean_then_place_in_recep", "pick_heat_then_place_in_recep",
-              "pick_cool_then_place_in_recep"]
-
-RECIPE = dict(
-    env="PilotALFWorldSmall-v0",
-    env_kwargs={"task_types": TASK_TYPES},
-    output_dir="runs/grpo_demo",
-    overwrite=True,  # an example re-run replaces its previous run (pass --resume to continue one instead)
-    model="tiny",
-    tiny_hidden=64,
-    tiny_layers=2,
-    tiny_heads=4,
-    prompt_format="think_action",
-    instruction="Answer with <think>...</think><action>...</action>.",
-    task_reminder=True,
-    history_window=0,
-    max_new_tokens=24,
-    max_turns=15,
-    eval_max_turns=15,
-    reward_mode="progress",
-    success_reward=10.0,
-    invalid_action_penalty=0.1,
-    sft_episodes=800,
-    sft_steps=1000,
-    sft_lr=5e-3,
-    sft_warmup_steps=50,
-    sft_batch_size=16,
-    iterations=40,
-    tasks_per_iteration=8,
-    group_size=8,
-    num_envs=64,
-    lr=2e-4,
-    kl_coef=0.0,
-    temperature=1.0,
-    eval_temperature=0.4,
-    eval_samples=3,
-    micro_batch_tokens=6000,
-    save_every=10,
-    transcripts_every=10,
-)
-
-ADVANTAGE = "gigpo"
-"""The example's advantage estimator (not in ``RECIPE``: the PPO arms of the other examples read the recipe)."""
-
 MARK_START, MARK_END = "<!-- grpo:start -->", "<!-- grpo:end -->"
 
 
@@ -108,9 +61,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--write-docs", action="store_true")
     known, rest = parser.parse_known_args(argv)
     torch.set_num_threads(1)  # tiny matmuls: one thread is fastest, and kind to a shared machine
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
-        json.dump({**RECIPE, "advantage": ADVANTAGE}, fh)
-    config = config_from_args(GRPOConfig, ["--config", fh.name, *rest], prog="examples/train_grpo.py")
+    config = config_from_args(GRPOConfig, rest, prog="examples/train_grpo.py",
+                              defaults={**GRPO_RECIPE, "advantage": GRPO_ADVANTAGE})
     start = time.perf_counter()
     trainer = GRPOTrainer(config)
     last = trainer.train()

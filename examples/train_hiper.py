@@ -1,10 +1,10 @@
 """HiPER vs GRPO vs PPO on PilotALFWorldSmall-v0 with the offline tiny model, on CPU, at equal env steps.
 
-All three use the GRPO example's recipe (``RECIPE`` of examples/train_grpo.py, read at run time): the same
+All three use the GRPO example's recipe (``GRPO_RECIPE`` of examples/recipes.py): the same
 env setting (small scenes, its task types), the same tiny model (same tokenizer, same initial weights), the
 same SFT warm start (episodes, steps, schedule; each method in its own answer format: ``hiper`` for HiPER,
 ``think_action`` with the milestone as thought for GRPO and PPO), the same learning rate and episodes per
-iteration (GRPO with the recipe's episode-level advantage, not the GRPO example's GiGPO ``ADVANTAGE``), and
+iteration (GRPO with the recipe's episode-level advantage, not the GRPO example's GiGPO ``GRPO_ADVANTAGE``), and
 the same budget of RL env steps (default: the most the GRPO example's RL can use, iterations x episodes x turn
 cap). PPO and HiPER add a critic (learning rate 10x the actor's, the paper's
 ratio) and play each task once instead of in groups of 8. Then every valid_unseen task of those types is
@@ -33,24 +33,17 @@ import time
 from pathlib import Path
 
 from _jobs import CHILD_ENV, run_jobs
+from recipes import GRPO_RECIPE
 
 METHODS = ("grpo", "ppo", "hiper")
 TYPES = ("pick_and_place_simple", "look_at_obj_in_light", "pick_clean_then_place_in_recep",
          "pick_heat_then_place_in_recep", "pick_cool_then_place_in_recep", "pick_two_obj_and_place")
-GRPO_EXAMPLE = Path(__file__).resolve().parent / "train_grpo.py"
-
-
-def grpo_recipe() -> dict:
-    """``RECIPE`` of examples/train_grpo.py (the GRPO example); its ``main`` is not run."""
-    import runpy
-
-    return dict(runpy.run_path(str(GRPO_EXAMPLE), run_name="grpo_example")["RECIPE"])
 
 
 def settings(method: str, quick: bool, all_types: bool) -> dict:
     """The GRPO example's recipe for every method (env, tiny model, SFT warm start, lr, episodes per
     iteration, evaluation), plus what is specific to each method."""
-    recipe = grpo_recipe()
+    recipe = dict(GRPO_RECIPE)
     episodes = recipe["tasks_per_iteration"] * recipe["group_size"]
     shared = {k: v for k, v in recipe.items() if k not in ("output_dir", "iterations", "save_every")}
     shared.update(iterations=100_000, tensorboard=False, progress_bar=False, save_final_model=False)
@@ -71,7 +64,7 @@ def settings(method: str, quick: bool, all_types: bool) -> dict:
 
 def default_budget(quick: bool) -> int:
     """The most env steps the GRPO example's RL can use: iterations x episodes x turn cap."""
-    r = grpo_recipe()
+    r = GRPO_RECIPE
     return 300 if quick else r["iterations"] * r["tasks_per_iteration"] * r["group_size"] * r["max_turns"]
 
 

@@ -1,9 +1,10 @@
 """Keep the config tables of docs/trainers/*.md in step with the config dataclasses.
 
-Each page holds its table between ``<!-- config:start -->`` and ``<!-- config:end -->``; :data:`PAGES` says which
-config it shows and, for methods built on another config, which parent's fields it leaves out (only the fields the
-method adds or changes are listed). ``python -m trainers.docs`` rewrites the tables; ``--check`` exits 1 when
-one is stale (tests/trainers/test_cli.py runs the check).
+Each registered method (:data:`trainers.core.registry.METHODS`) names its page and, for methods built on another
+config, the parent whose unchanged fields the table leaves out (only the fields the method adds or changes are
+listed). Each page holds its table between ``<!-- config:start -->`` and ``<!-- config:end -->``.
+``python -m trainers.docs`` rewrites the tables; ``--check`` exits 1 when one is stale or missing
+(tests/trainers/test_cli.py runs the check).
 """
 
 from __future__ import annotations
@@ -12,38 +13,36 @@ import argparse
 import sys
 from pathlib import Path
 
-from trainers.core.cli import TRAINERS, config_table, load_entry
+from trainers.core.cli import config_table
+from trainers.core.registry import METHODS
 
-__all__ = ["PAGES", "render_page", "update_pages"]
+__all__ = ["render_page", "update_pages"]
 
 START, END = "<!-- config:start -->", "<!-- config:end -->"
-PAGES: dict[str, tuple[str, str | None]] = {
-    "grpo.md": ("grpo", None),
-    "ppo.md": ("ppo", None),
-    "pilotrl.md": ("pilotrl", "trainers.core.config:TrainerConfig"),
-    "hiper.md": ("hiper", "trainers.ppo.config:PPOConfig"),
-    "epo.md": ("epo", "trainers.ppo.config:PPOConfig"),
-}
-"""Page (in docs/trainers/) -> (method, parent config whose unchanged fields are omitted, or None for all)."""
 
 
-def render_page(text: str, method: str, base: str | None) -> str:
-    """``text`` with the table between the markers regenerated."""
+def render_page(text: str, method: str) -> str:
+    """``text`` with the table of ``method`` between the markers regenerated."""
     if START not in text or END not in text:
         raise ValueError(f"page of {method!r} has no {START} ... {END} block")
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
-    table = config_table(load_entry(TRAINERS[method][0]), load_entry(base) if base else None)
+    m = METHODS.get(method)
+    table = config_table(m.config, m.page_base)
     return f"{head}{START}\n{table}\n{END}{tail}"
 
 
 def update_pages(root: Path, check: bool = False) -> list[str]:
-    """Rewrite (or with ``check`` only compare) every page; returns the names of stale pages."""
+    """Rewrite (or with ``check`` only compare) every method's page; returns the names of stale pages. A
+    registered method without its page is an error (``FileNotFoundError`` naming it)."""
     stale = []
-    for name, (method, base) in PAGES.items():
+    for method in METHODS.names():
+        name = METHODS.get(method).page
         path = root / name
+        if not path.exists():
+            raise FileNotFoundError(f"method {method!r} has no page {path} (with a {START} ... {END} block)")
         text = path.read_text(encoding="utf-8")
-        new = render_page(text, method, base)
+        new = render_page(text, method)
         if new != text:
             stale.append(name)
             if not check:

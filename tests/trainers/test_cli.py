@@ -6,21 +6,22 @@ import dataclasses
 
 import pytest
 
-from trainers.core.cli import TRAINERS, config_table, load_entry, main
+from trainers.core.cli import config_table, main
+from trainers.core.registry import METHODS
 
 
-@pytest.mark.parametrize("method", sorted(TRAINERS))
+@pytest.mark.parametrize("method", METHODS.names())
 def test_help_lists_every_config_field(method: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:  # argparse exits 0 after printing the help
         main([method, "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    config_cls = load_entry(TRAINERS[method][0])
+    config_cls = METHODS.get(method).config
     for f in dataclasses.fields(config_cls):
         assert "--" + f.name.replace("_", "-") in out, f.name
 
 
-@pytest.mark.parametrize("method", sorted(TRAINERS))
+@pytest.mark.parametrize("method", METHODS.names())
 def test_config_table_and_print_config(method: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([method, "--config-table"]) == 0
     table = capsys.readouterr().out
@@ -48,3 +49,19 @@ def test_config_table_with_a_base_lists_only_what_changes() -> None:
     full, own = config_table(PilotRLConfig), config_table(PilotRLConfig, TrainerConfig)
     assert "`stage2_iterations`" in own and "`kl_coef`" in own  # added; default changed
     assert "`lr`" in full and "`lr`" not in own  # inherited unchanged
+
+
+def test_every_registered_method_has_a_page_and_the_help_lists_it(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    """Discovery: a method package registers itself; the CLI's usage and the docs find it without a central list."""
+    from pathlib import Path
+
+    from trainers.docs import update_pages
+
+    assert main(["--help"]) == 0
+    usage = capsys.readouterr().out
+    root = Path(__file__).resolve().parents[2] / "docs" / "trainers"
+    for name in METHODS.names():
+        assert name in usage
+        assert (root / METHODS.get(name).page).exists(), name
+    with pytest.raises(FileNotFoundError, match="has no page"):
+        update_pages(tmp_path, check=True)  # an empty docs folder: every method's page is missing

@@ -15,11 +15,12 @@ import torch
 from trainers.core.checkpoint import latest_checkpoint
 from trainers.core.cli import config_from_args
 from trainers.core.logger import read_metrics
-from trainers.core.losses import EntropyHistory
 from trainers.core.policy import TokenLogprobs
 from trainers.core.tiny import DEFAULT_CORPUS, build_tiny, tiny_corpus_from_texts
 from trainers.core.trainer import RLBatch, Trainer
 from trainers.epo import EPOConfig, EPOGRPOTrainer, EPOPPOTrainer, make_trainer
+from trainers.epo.entropy import EntropyHistory
+from trainers.epo.trainer import ENTROPY_REF
 from trainers.grpo import GRPOTrainer
 from trainers.ppo import PPOTrainer
 
@@ -108,8 +109,8 @@ def test_band_penalty_through_the_trainer_loss_by_hand(trainer: EPOGRPOTrainer) 
     trainer.step = 0
     batch, out = synthetic([[0.2, 0.1, 2.5, 0], [0.1, 0.5, 3.0, 0.9], [10.0, 0, 0, 0]], [3, 4, 1], [0, 1, 5])
     trainer.begin_epo_iteration(batch)
-    close(batch.extras["epo_ref"][:2], [1.0, 0.5])
-    assert math.isnan(batch.extras["epo_ref"][2])
+    close(batch.extras[ENTROPY_REF][:2], [1.0, 0.5])
+    assert math.isnan(batch.extras[ENTROPY_REF][2])
     terms, stats = trainer.loss_terms(batch, [0, 1, 2], out)
     close(terms["epo_band"], 0.01 * 0.5 * 3.35 / 8)
     close(terms["entropy_bonus"], -0.01 * 17.3 / 8)
@@ -158,12 +159,12 @@ def test_history_update_counts_each_row_once_and_uses_only_past_iterations(train
     metrics: dict[str, float] = {}
     trainer.on_step_end(batch, metrics)
     assert trainer.entropy_history.reference(0) == pytest.approx(2.0)
-    assert math.isnan(batch.extras["epo_ref"][0])  # the reference used during the iteration stays fixed
+    assert math.isnan(batch.extras[ENTROPY_REF][0])  # the reference used during the iteration stays fixed
 
     # a second iteration: Hbar_0 = (2 + 4) / 2 = 3 (all history), Hbar_1 = 5
     batch2, out2 = synthetic([[4.0, 4.0], [7.0, 7.0]], [2, 2], [0, 2])
     trainer.begin_epo_iteration(batch2)
-    close(batch2.extras["epo_ref"][0], 2.0)
+    close(batch2.extras[ENTROPY_REF][0], 2.0)
     trainer.loss_terms(batch2, [0, 1], out2)
     trainer.on_step_end(batch2, {})
     assert trainer.entropy_history.reference(0) == pytest.approx(3.0)
@@ -200,7 +201,7 @@ def test_phase_weight_schedule_at_known_points(trainer: EPOGRPOTrainer) -> None:
 
 def ready_batch(tr: Trainer) -> RLBatch:
     """One iteration's batch up to the update (collect, score, advantages, weights)."""
-    batch = tr.make_batch(tr.collect(tr.sample_tasks()))
+    batch = tr.make_batch(tr.collect(tr.sample_tasks())[0])
     batch.rewards = tr.score(batch)
     batch.adv_output = tr.compute_advantages(batch)
     batch.advantages = tr.token_advantages(batch, batch.adv_output)
@@ -237,7 +238,7 @@ def test_zero_coefficients_is_exactly_the_baseline(base: str, model_dir: str, tm
     assert epo.entropy_history.reference(0) is not None and "losses/epo_band" in m_epo
     batch = ready_batch(baseline)
     epo.begin_epo_iteration(batch)
-    assert bool((~torch.isnan(batch.extras["epo_ref"])).any())
+    assert bool((~torch.isnan(batch.extras[ENTROPY_REF])).any())
     terms_epo, g_epo = loss_and_grads(epo, batch)
     terms_base, g_base = loss_and_grads(baseline, batch)
     assert torch.equal(sum(terms_epo.values()), sum(terms_base.values()))
@@ -334,10 +335,14 @@ out, model = sys.argv[1], sys.argv[2]
 trainer = make_trainer(EPOConfig(output_dir=out, model=model, iterations=2, tasks_per_iteration=2, group_size=2,
                                  num_envs=4, max_turns=3, max_new_tokens=8, eval_split=None, progress_bar=False,
                                  tensorboard=False, save_final_model=False, transcripts_every=0, lr=1e-3))
+from trainers.epo.trainer import ENTROPY_COUNT, ENTROPY_SUM
 local = []
 end = trainer.on_step_end
-def spy(batch, metrics):
-    local.append((batch.extras["epo_entropy_sum"].tolist(), batch.extras["epo_entropy_count"].tolist()))
+def spy(batch, metrics):  # this process's own per-turn sums and counts (before the all-reduce)
+    n = trainer.config.max_turns
+    sums = torch.zeros(n, dtype=torch.float64).index_add_(0, batch.turn_idx, batch.extras[ENTROPY_SUM])
+    counts = torch.zeros(n, dtype=torch.float64).index_add_(0, batch.turn_idx, batch.extras[ENTROPY_COUNT])
+    local.append((sums.tolist(), counts.tolist()))
     end(batch, metrics)
 trainer.on_step_end = spy
 trainer.train()

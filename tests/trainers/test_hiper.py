@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerFast
 
-from trainers.core.advantages import AdvantageConfig, TurnBatch, standardise
+from trainers.core.advantages import TurnBatch, standardise
 from trainers.core.cli import config_from_args
 from trainers.core.policy import Policy
 from trainers.core.registry import ADVANTAGES
@@ -21,8 +21,10 @@ from trainers.core.rollout import TaskSpec, Trajectory, Turn
 from trainers.core.tiny import DEFAULT_CORPUS, build_tiny, tiny_corpus_from_texts
 from trainers.core.value import ValueModel
 from trainers.hiper import HiPERConfig, HiPERTrainer
+from trainers.hiper.hae import ADV_HIGH, ADV_SWITCH, RET_HIGH, SEG_START, V_HIGH, V_LOW, V_SWITCH, HAEConfig
 from trainers.hiper.structure import Shaping, parse_hiper, segment_starts, shape
 from trainers.hiper.tokens import turn_layout
+from trainers.hiper.trainer import LOW_INDEX
 
 
 def resp(switch: str | None, subgoal: str | None, action: str | None = "look") -> str:
@@ -132,7 +134,7 @@ def test_score_adds_shaping_to_env_rewards() -> None:
     # traj 0: KEEP turns 1, 2 of T=3 -> -0.1 each; turn 1 changed (a -> b) -0.3 and invalid -0.1
     # traj 1: one turn, unclosed <action> -> malformed -> invalid -0.1
     assert r.tolist() == pytest.approx([0.5, -0.5, 9.9, -0.2])
-    assert batch.extras["seg_start"].tolist() == [True, False, False, True]
+    assert batch.extras[SEG_START].tolist() == [True, False, False, True]
 
 
 # --------------------------------------------------------------------------------------- token layout
@@ -217,7 +219,7 @@ def test_value_heads_read_at_exact_positions(policy: Policy) -> None:
     tr = _bare_trainer(policy)
     tr.critic = PositionCritic()
     batch = _tiny_batch(tr, SPECS)
-    low = batch.extras["low_index"]
+    low = batch.extras[LOW_INDEX]
     v = tr.critic_heads(batch.prompt_ids, batch.response_ids, low)
     assert v[:, 0].tolist() == [0.0] * 5, "V_H after the last prompt token"
     assert v[:, 2].tolist() == [200.0] * 5, "V_b after the last prompt token"
@@ -238,10 +240,10 @@ def test_critic_heads_match_the_trunk_on_the_prefix(policy: Policy) -> None:
     tr.critic = ValueModel.from_policy(policy, 3)
     nn.init.normal_(tr.critic.heads.weight)
     batch = _tiny_batch(tr, SPECS)
-    v = tr.critic_heads(batch.prompt_ids, batch.response_ids, batch.extras["low_index"])
+    v = tr.critic_heads(batch.prompt_ids, batch.response_ids, batch.extras[LOW_INDEX])
     with torch.no_grad():
         for i, (p, r) in enumerate(zip(batch.prompt_ids, batch.response_ids, strict=True)):
-            k = int(batch.extras["low_index"][i])
+            k = int(batch.extras[LOW_INDEX][i])
             start = tr.critic([p])[0][0, 0]
             after = tr.critic([p + r[:k]])[0][0, 0]
             assert v[i].tolist() == pytest.approx([float(start[0]), float(after[1]), float(start[2])], abs=1e-5)
@@ -253,16 +255,17 @@ def test_advantages_go_exactly_on_their_tags(policy: Policy) -> None:
     batch = _tiny_batch(tr, SPECS)
     batch.adv_output = out = tr.compute_advantages(batch)
     # separate standardisation of the three; A^H only over segment-start turns
+    low = batch.extras[LOW_INDEX]
     raw = ADVANTAGES.get("hae")(TurnBatch.from_nested(
-        [[0.0, 0.2 - 1 / 3 * 0.3, 1.0], [0.0, 10.0 - 0.15]], seg_start=[[1, 0, 1], [1, 0]],
-        v_high=[[0.0] * 3, [0.0] * 2], v_low=[[100.0 + k for k in batch.extras["low_index"][:3].tolist()],
-                                               [100.0 + k for k in batch.extras["low_index"][3:].tolist()]],
-        v_switch=[[200.0] * 3, [200.0] * 2]), AdvantageConfig(gamma=1.0, lam=1.0, lam_high=0.95))
+        [[0.0, 0.2 - 1 / 3 * 0.3, 1.0], [0.0, 10.0 - 0.15]], extras={
+            SEG_START: [[True, False, True], [True, False]], V_HIGH: [[0.0] * 3, [0.0] * 2],
+            V_LOW: [[100.0 + k for k in low[:3].tolist()], [100.0 + k for k in low[3:].tolist()]],
+            V_SWITCH: [[200.0] * 3, [200.0] * 2]}), HAEConfig(gamma=1.0, lam=1.0, lam_high=0.95))
     starts = torch.tensor([True, False, True, True, False])
     assert torch.allclose(out.advantages, standardise(raw.advantages), atol=1e-5)
-    assert torch.allclose(out.extras["adv_high"], standardise(raw.extras["adv_high"], starts), atol=1e-5)
-    assert torch.allclose(out.extras["adv_switch"], standardise(raw.extras["adv_switch"]), atol=1e-5)
-    assert out.extras["adv_high"][~starts].abs().max() == 0
+    assert torch.allclose(out.extras[ADV_HIGH], standardise(raw.extras[ADV_HIGH], starts), atol=1e-5)
+    assert torch.allclose(out.extras[ADV_SWITCH], standardise(raw.extras[ADV_SWITCH]), atol=1e-5)
+    assert out.extras[ADV_HIGH][~starts].abs().max() == 0
     adv, w = tr.token_advantages(batch, out), tr.token_weights(batch)
     tok = policy.tokenizer
     for i, ids in enumerate(batch.response_ids):
@@ -271,8 +274,8 @@ def test_advantages_go_exactly_on_their_tags(policy: Policy) -> None:
         for j, name in enumerate(names):
             if name in ("<switch>", "<subgoal>", "<action>"):
                 span = name[1:-1]
-            expected = {"switch": out.extras["adv_switch"][i], "action": out.advantages[i],
-                        "subgoal": out.extras["adv_high"][i] if starts[i] else None}.get(span)
+            expected = {"switch": out.extras[ADV_SWITCH][i], "action": out.advantages[i],
+                        "subgoal": out.extras[ADV_HIGH][i] if starts[i] else None}.get(span)
             if expected is None:
                 assert adv[i, j] == 0 and w[i, j] == 0, (i, j, name)
             else:
@@ -295,7 +298,7 @@ def test_critic_loss_uses_each_head_on_its_own_turns(policy: Policy) -> None:
         batch = _tiny_batch(tr, SPECS)
         batch.adv_output = tr.compute_advantages(batch)
         if ret_high_noise:  # targets of non-start turns must not matter to V_H
-            batch.adv_output.extras["ret_high"][torch.tensor([1, 4])] = 1e3
+            batch.adv_output.extras[RET_HIGH][torch.tensor([1, 4])] = 1e3
         before = tr.critic.heads.weight.detach().clone()
         stats = tr.update_critic(batch, list(range(len(batch))))
         assert math.isfinite(stats["losses/value"])

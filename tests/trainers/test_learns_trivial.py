@@ -9,6 +9,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from pilot_envs.core.contract import TextEnv
 from pilot_envs.core.protocol import parse_action
 from trainers.core.logger import read_metrics
 from trainers.grpo import GRPOConfig, GRPOTrainer
@@ -19,7 +20,20 @@ MAGIC = "banana"
 
 class MagicWordEnv(gym.Env):
     """One-step env: the agent must say the magic word (``banana``); the admissible list is shuffled per
-    seed. The 'expert' says a random admissible word, so SFT teaches the format, not the answer."""
+    seed. The 'expert' says a random admissible word, so SFT teaches the format, not the answer.
+
+    Not a pilot-envs env: it satisfies the trainer contract (``pilot_envs.core.contract.TextEnv``) with five
+    members, which is all a user's own env needs to train with every method."""
+
+    domain = "a word game"
+    noop_action = "look"
+    plan_mode = "none"
+
+    def splits(self) -> dict[str, int]:
+        return {}
+
+    def set_plan_mode(self, mode: str) -> None:
+        self.plan_mode = mode
 
     def __init__(self, **_: Any) -> None:
         self.observation_space = gym.spaces.Dict({"text": gym.spaces.Text(64)})
@@ -53,6 +67,7 @@ def test_grpo_raises_the_reward_on_a_trivial_env(tmp_path: Path) -> None:
         sft_batch_size=16, sft_lr=1e-2, lr=5e-3, kl_coef=0.0, progress_bar=False, tensorboard=False,
         save_final_model=False, transcripts_every=0,
     )
+    assert isinstance(MagicWordEnv(), TextEnv)
     trainer = GRPOTrainer(cfg, env_fn=MagicWordEnv)
     trainer.train()
     records = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "env/success_rate" in r]

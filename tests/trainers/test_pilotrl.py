@@ -14,7 +14,7 @@ import torch
 
 import pilot_envs  # noqa: F401
 from trainers.core.checkpoint import latest_checkpoint
-from trainers.core.cli import TRAINERS, config_from_args, config_table, field_docs, main, register_trainer
+from trainers.core.cli import config_from_args, config_table, field_docs, main
 from trainers.core.logger import read_metrics
 from trainers.core.policy import Generation, Policy
 from trainers.core.rollout import AgentSpec, PromptRenderer, TaskSpec, Trajectory, Turn
@@ -155,15 +155,9 @@ def test_config_fields_stages_and_cli() -> None:
     parsed = config_from_args(PilotRLConfig, ["--stage1-iterations", "4", "--judge", "trainers.pilotrl.judge:env_judge",
                                               "--no-frozen-executor", "--plan-weight", "2.5"])
     assert (parsed.iterations, parsed.frozen_executor, parsed.plan_weight) == (34, False, 2.5)
-    saved = dict(TRAINERS)
-    try:
-        register_trainer("pilotrl", "trainers.pilotrl.config:PilotRLConfig", "trainers.pilotrl.trainer:PilotRLTrainer")
-        with pytest.raises(SystemExit) as err:
-            main(["pilotrl", "--stage3-iterations", "1", "--print-config"])
-        assert err.value.code == 0
-    finally:
-        TRAINERS.clear()
-        TRAINERS.update(saved)
+    with pytest.raises(SystemExit) as err:
+        main(["pilotrl", "--stage3-iterations", "1", "--print-config"])
+    assert err.value.code == 0
 
 
 # ------------------------------------------------------------------------------------- end to end + masks
@@ -218,7 +212,7 @@ def test_three_stages_run_end_to_end(trained: Recording) -> None:
     assert any(not torch.equal(v, trained.snapshots[1][k]) for k, v in trained.policy.model.state_dict().items())
     ckpt = latest_checkpoint(run / "checkpoints")
     state = json.loads((ckpt / "trainer_state.json").read_text())
-    assert state["step"] == 3 and state["trainer"]["executor_frozen_at"] == 1 and state["trainer"]["stage"] == 3
+    assert state["step"] == 3 and state["trainer"]["executor_frozen_at"] == 1 and trained.stage_at(state["step"] - 1) == 3
     assert (ckpt / "executor.safetensors").exists()
     transcripts = (run / "transcripts" / "iter-000001.jsonl").read_text().splitlines()
     assert transcripts and all(json.loads(x)["turns"] for x in transcripts)
@@ -238,14 +232,19 @@ def _batch(trainer: PilotRLTrainer, text: str, planner_tokens: int | None = None
 
 
 def _grad_per_token(trainer: PilotRLTrainer, batch: RLBatch, stage: int) -> tuple[torch.Tensor, torch.Tensor]:
-    trainer.stage = stage
-    batch.weights = trainer.loss_weights(batch)
-    batch.advantages = torch.ones_like(batch.weights) * batch.mask
-    out = trainer.policy.forward_logprobs(batch.prompt_ids, batch.response_ids, with_entropy=True)
-    out.logprobs.retain_grad()
-    trainer.policy.model.zero_grad(set_to_none=True)
-    terms, _ = trainer.loss_terms(batch, [0], out)
-    sum(terms.values()).backward()
+    saved = trainer.step
+    trainer.step = trainer.config.stage_bounds()[stage - 1] - 1  # the last iteration of that stage
+    try:
+        assert trainer.stage == stage
+        batch.weights = trainer.loss_weights(batch)
+        batch.advantages = torch.ones_like(batch.weights) * batch.mask
+        out = trainer.policy.forward_logprobs(batch.prompt_ids, batch.response_ids, with_entropy=True)
+        out.logprobs.retain_grad()
+        trainer.policy.model.zero_grad(set_to_none=True)
+        terms, _ = trainer.loss_terms(batch, [0], out)
+        sum(terms.values()).backward()
+    finally:
+        trainer.step = saved
     return batch.weights[0], out.logprobs.grad[0]
 
 

@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trainers.core.prompts import (
-    FORMATS,
     PromptFormat,
     PromptOptions,
     format_plan,
@@ -19,6 +18,7 @@ from trainers.core.prompts import (
     render_prompt,
     scaffold_texts,
 )
+from trainers.core.registry import FORMATS
 
 OBS = {
     "text": "You arrive at cabinet 1. On the cabinet 1, you see a mug 1.",
@@ -61,11 +61,11 @@ def test_every_format_renders(
 ) -> None:
     opts = PromptOptions(include_plan=include_plan, include_admissible=include_admissible)
     text = render_prompt(
-        name, OBS, history=HISTORY if with_history else (), subgoal="find a mug", options=opts
+        name, OBS, history=HISTORY if with_history else (), carried="find a mug", options=opts
     )
     assert OBS["task"] in text and OBS["text"] in text
     assert ("'close cabinet 1'" in text) == include_admissible
-    show_plan = FORMATS[name].shows_plan if include_plan is None else include_plan
+    show_plan = FORMATS.get(name).shows_plan if include_plan is None else include_plan
     assert (format_plan(OBS["plan"]) in text) == show_plan
     assert ("action 4" in text) == with_history
     assert "<action>" in text or "Action:" in text
@@ -96,7 +96,7 @@ def test_adaplan_asks_for_plan_until_one_exists() -> None:
 
 def test_hiper_shows_subgoal() -> None:
     assert "current subgoal is: none yet" in render_prompt("hiper", OBS)
-    assert "current subgoal is: take the mug" in render_prompt("hiper", OBS, subgoal="take the mug")
+    assert "current subgoal is: take the mug" in render_prompt("hiper", OBS, carried="take the mug")
     assert "KEEP or SWITCH" in render_prompt("hiper", OBS)
 
 
@@ -144,7 +144,7 @@ def test_truncation_keeps_the_most_commands_that_fit(n_cmds: int, budget: int, n
     got = render_prompt("think_action", obs, history=hist, options=opts)
     window = tuple(hist)[-opts.history_window :] if opts.history_window > 0 else ()
     parts = _Parts(window, tuple(obs["admissible_commands"]), 0, obs["text"])
-    fmt = FORMATS["think_action"]
+    fmt = FORMATS.get("think_action")
     ref = _render_user(fmt, obs, parts, len(hist), None, opts)
     while len(ref) > budget and (parts := _shrink(parts)) is not None:
         ref = _render_user(fmt, obs, parts, len(hist), None, opts)
@@ -160,7 +160,7 @@ def test_render_messages_roles() -> None:
 
 def test_get_format() -> None:
     assert all(isinstance(f, PromptFormat) and f.name == k for k, f in FORMATS.items())
-    assert get_format(FORMATS["react"]) is FORMATS["react"]
+    assert get_format(FORMATS.get("react")) is FORMATS.get("react")
     with pytest.raises(KeyError, match="unknown prompt format"):
         get_format("nope")
 
@@ -191,9 +191,9 @@ def test_expert_responses_are_well_formed() -> None:
 def test_expert_response_round_trip(name: str) -> None:
     act = "go to countertop 2"
     text = render_expert_response(name, action=act, plan=["a", "b"], subgoal="s", switch="KEEP", think="hm")
-    if FORMATS[name].field_templates["action"].startswith("<"):
+    if FORMATS.get(name).field_templates["action"].startswith("<"):
         tags = parse_tags(text)
-        assert list(tags) == [f for f in FORMATS[name].fields]
+        assert list(tags) == [f for f in FORMATS.get(name).fields]
         assert tags["action"] == act
     else:
         assert text.endswith(f"Action: {act}")

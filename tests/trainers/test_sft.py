@@ -80,9 +80,9 @@ def test_hiper_switches_when_the_subgoal_changes(policy_path: str) -> None:
     env = gym.make(ENV)
     obs, info = env.reset(seed=1, options={"split": "train"})
     goal = info["subgoals"][0]
-    text, sub = expert_response("hiper", obs, info, turn_idx=3, previous_subgoal=goal)
+    text, sub = expert_response("hiper", obs, info, turn_idx=3, previous=goal)
     assert sub == goal and text.startswith(f"<switch>KEEP</switch><subgoal>{goal}</subgoal><action>")
-    text, _ = expert_response("hiper", obs, info, turn_idx=3, previous_subgoal="something else")
+    text, _ = expert_response("hiper", obs, info, turn_idx=3, previous="something else")
     assert text.startswith("<switch>SWITCH</switch>")
 
 

@@ -13,11 +13,11 @@ import torch
 
 from trainers.core.advantages import AdvantageOutput
 from trainers.core.checkpoint import latest_checkpoint
-from trainers.core.cli import TRAINERS, config_from_args, config_table, field_docs, main
+from trainers.core.cli import config_from_args, config_table, field_docs, main
 from trainers.core.logger import read_metrics
 from trainers.core.losses import aggregate_weights, masked_mean
 from trainers.core.policy import Policy, TokenLogprobs
-from trainers.core.registry import ADVANTAGES
+from trainers.core.registry import ADVANTAGES, METHODS
 from trainers.core.trainer import RLBatch, Trainer
 from trainers.grpo import GRPOConfig, GRPOTrainer
 from trainers.ppo import PPOConfig
@@ -71,7 +71,7 @@ def test_cli_builds_configs_from_the_dataclass(tmp_path: Path) -> None:
         config_from_args(GRPOConfig, ["--nope", "1"])
     with pytest.raises(ValueError, match="group_size"):
         config_from_args(GRPOConfig, ["--group-size", "1"])
-    assert {"grpo", "ppo", "pilotrl", "hiper", "epo"} <= set(TRAINERS)
+    assert {"grpo", "ppo", "pilotrl", "hiper", "epo"} <= set(METHODS.names())
     assert main(["--help"]) == 0 and main(["unknown-method"]) == 2
 
 
@@ -126,7 +126,7 @@ def test_estimator_by_name_and_per_token_weights(tmp_path: Path) -> None:
     assert m["adv/mean"] == pytest.approx(0.5) and m["adv/std"] == pytest.approx(0.0)
     assert m["adv/probe"] == 3.0  # the estimator's own diagnostics are logged under adv/
     # weights enter the loss as a weighted token-mean: only first tokens count, each with weight 2
-    batch = trainer.make_batch(trainer.collect(trainer.sample_tasks()))
+    batch = trainer.make_batch(trainer.collect(trainer.sample_tasks())[0])
     batch.rewards = trainer.score(batch)
     batch.adv_output = trainer.compute_advantages(batch)
     batch.advantages = trainer.token_advantages(batch, batch.adv_output)

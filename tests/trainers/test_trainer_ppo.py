@@ -55,7 +55,7 @@ def test_ppo_trains_actor_and_critic(tmp_path: Path) -> None:
 def test_values_and_gae_inputs(tmp_path: Path) -> None:
     trainer = PPOTrainer(small(tmp_path, max_turns=2))
     torch.nn.init.normal_(trainer.critic.heads.weight, std=0.5)  # non-trivial values
-    batch = trainer.make_batch(trainer.collect(trainer.sample_tasks()))
+    batch = trainer.make_batch(trainer.collect(trainer.sample_tasks())[0])
     batch.rewards = trainer.score(batch)
     tb = trainer.advantage_batch(batch)
     assert tb.values is not None and tb.last_values is not None

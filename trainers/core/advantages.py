@@ -1,17 +1,18 @@
-"""Per-turn advantage estimators, registered by name in :data:`trainers.core.registry.ADVANTAGES`.
+"""Per-turn advantage estimators every method can use, registered by name in
+:data:`trainers.core.registry.ADVANTAGES`: ``grpo``, ``rloo``, ``gae``, ``gigpo`` (a method's own estimator
+lives in its package, e.g. ``trainers/hiper/hae.py``).
 
 Every estimator has one signature, ``fn(batch: TurnBatch, cfg: AdvantageConfig) -> AdvantageOutput``, and
 works on flat 1-D tensors over all turns of all trajectories of a batch, ordered by trajectory then turn.
-Formulas follow /work/shared/METHODS.md. Scans run in float64 Python loops over the turns (O(N)); inputs
+The formulas are written out in docs/methods.md ("Advantage estimators"). Scans run in float64 Python loops over the turns (O(N)); inputs
 are read as data (values never carry gradient into an advantage) and outputs have the rewards' dtype and
 device. The trainer broadcasts a turn's advantage to the policy tokens of that turn.
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -19,10 +20,7 @@ from torch import Tensor
 
 from trainers.core.registry import ADVANTAGES
 
-__all__ = ["AdvantageConfig", "AdvantageOutput", "TurnBatch", "standardise"]
-
-_OPTIONAL_FLOAT = ("values", "last_values", "v_high", "v_low", "v_switch")
-
+__all__ = ["AdvantageConfig", "AdvantageOutput", "TurnBatch", "as_output", "discounted_scan", "group_centre", "standardise"]
 
 @dataclass(frozen=True, eq=False)
 class TurnBatch:
@@ -34,9 +32,9 @@ class TurnBatch:
     within a trajectory), ``turn_idx`` (long, consecutive within a trajectory).
     Optional: ``values`` (V at the turn's prompt, for ``gae``), ``last_values`` (read only at the last turn
     of each trajectory: V of the state after it, bootstraps a truncated trajectory; 0 when None),
-    ``state_keys`` (env state hash per turn, for ``gigpo``), and for ``hae``: ``seg_start`` (bool, turn
-    starts a segment; a trajectory's first turn always does), ``v_high`` (V_H, read at segment starts),
-    ``v_low`` (V_L after ``</subgoal>``), ``v_switch`` (V_b at the start of every turn).
+    ``state_keys`` (env state hash per turn, for ``gigpo``), and ``extras``: further per-turn 1-D tensors
+    of length N that a method's estimator reads, under keys that are constants of that method (e.g.
+    ``trainers.hiper.hae.SEG_START``); :meth:`extra` names a missing key.
     """
 
     rewards: Tensor
@@ -47,17 +45,16 @@ class TurnBatch:
     values: Tensor | None = None
     last_values: Tensor | None = None
     state_keys: tuple[str, ...] | None = None
-    seg_start: Tensor | None = None
-    v_high: Tensor | None = None
-    v_low: Tensor | None = None
-    v_switch: Tensor | None = None
+    extras: Mapping[str, Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = self.rewards.shape[0] if self.rewards.dim() == 1 else -1
-        for name in ("rewards", "dones", "traj_ids", "group_ids", "turn_idx", "seg_start", *_OPTIONAL_FLOAT):
-            t = getattr(self, name)
-            if t is not None and (t.dim() != 1 or t.shape[0] != n):
-                raise ValueError(f"TurnBatch.{name} must be 1-D of length {n}, got shape {tuple(t.shape)}")
+        named = {k: getattr(self, k) for k in ("rewards", "dones", "traj_ids", "group_ids", "turn_idx", "values",
+                                                "last_values")}
+        for name, t in [*named.items(), *((f"extras[{k!r}]", v) for k, v in self.extras.items())]:
+            if t is not None and (not isinstance(t, Tensor) or t.dim() != 1 or t.shape[0] != n):
+                shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+                raise ValueError(f"TurnBatch.{name} must be a 1-D tensor of length {n}, got {shape}")
         if self.state_keys is not None and len(self.state_keys) != n:
             raise ValueError(f"TurnBatch.state_keys has {len(self.state_keys)} entries for {n} turns")
         if not self.rewards.is_floating_point() or not self.dones.is_floating_point():
@@ -88,6 +85,19 @@ class TurnBatch:
         last[:-1] = self.traj_ids[1:] != self.traj_ids[:-1]
         return last
 
+    def need(self, user: str, *names: str) -> None:
+        """Raise a ``ValueError`` naming every field of ``names`` that is None (``user``: who needs them)."""
+        missing = [f for f in names if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"{user} needs TurnBatch fields {missing}")
+
+    def extra(self, key: str, user: str) -> Tensor:
+        """``extras[key]``; a ``KeyError`` naming the key, ``user`` (who reads it) and the keys present."""
+        try:
+            return self.extras[key]
+        except KeyError:
+            raise KeyError(f"{user} needs TurnBatch extras[{key!r}]; the batch has {sorted(self.extras)}") from None
+
     @classmethod
     def from_nested(
         cls,
@@ -96,13 +106,14 @@ class TurnBatch:
         terminated: Sequence[bool] | None = None,
         last_values: Sequence[float] | None = None,
         state_keys: Sequence[Sequence[str]] | None = None,
-        **per_turn: Sequence[Sequence[float]] | None,
+        values: Sequence[Sequence[float]] | None = None,
+        extras: Mapping[str, Sequence[Sequence[float | bool]]] | None = None,
     ) -> TurnBatch:
         """Build a batch from per-trajectory lists (handy in tests and small scripts).
 
         ``group_ids`` and ``terminated`` (done at the last turn; default all True) and ``last_values``
-        are per trajectory; ``state_keys`` and ``per_turn`` (``values``, ``seg_start``, ``v_high``,
-        ``v_low``, ``v_switch``) are nested like ``rewards``.
+        are per trajectory; ``state_keys``, ``values`` and each of ``extras`` are nested like ``rewards``
+        (an extra of bools becomes a bool tensor, anything else float32).
         """
         m = len(rewards)
         groups = list(group_ids) if group_ids is not None else [0] * m
@@ -114,22 +125,21 @@ class TurnBatch:
         def expand(per_traj: Sequence[float] | Sequence[int]) -> list:
             return [per_traj[i] for i in range(m) for _ in range(lengths[i])]
 
-        kwargs: dict = {}
-        if last_values is not None:
-            kwargs["last_values"] = torch.tensor(expand(last_values), dtype=torch.float32)
-        if state_keys is not None:
-            kwargs["state_keys"] = tuple(k for traj in state_keys for k in traj)
-        for name, nested in per_turn.items():
-            if nested is not None:
-                dtype = torch.bool if name == "seg_start" else torch.float32
-                kwargs[name] = torch.tensor([x for traj in nested for x in traj], dtype=dtype)
+        def flat_tensor(nested: Sequence[Sequence[float | bool]]) -> Tensor:
+            items = [x for traj in nested for x in traj]
+            dtype = torch.bool if items and all(isinstance(x, bool) for x in items) else torch.float32
+            return torch.tensor(items, dtype=dtype)
+
         return cls(
             rewards=torch.tensor(flat, dtype=torch.float32),
             dones=torch.tensor(dones, dtype=torch.float32),
             traj_ids=torch.tensor(expand(list(range(m))), dtype=torch.long),
             group_ids=torch.tensor(expand(groups), dtype=torch.long),
             turn_idx=torch.tensor([j for n in lengths for j in range(n)], dtype=torch.long),
-            **kwargs,
+            values=None if values is None else flat_tensor(values),
+            last_values=None if last_values is None else torch.tensor(expand(last_values), dtype=torch.float32),
+            state_keys=None if state_keys is None else tuple(k for traj in state_keys for k in traj),
+            extras={k: flat_tensor(v) for k, v in (extras or {}).items()},
         )
 
 
@@ -138,11 +148,9 @@ class AdvantageConfig:
     """Hyper-parameters shared by the estimators (each reads the ones it needs)."""
 
     gamma: float = 1.0
-    """Discount per turn (``gae``, ``hae``)."""
+    """Discount per turn (``gae``)."""
     lam: float = 1.0
-    """GAE lambda (``gae``; lambda_L of ``hae``)."""
-    lam_high: float = 0.95
-    """lambda_H of ``hae``'s semi-Markov high level."""
+    """GAE lambda (``gae``)."""
     norm_by_std: bool = True
     """Divide group-centred returns by (std + eps) (``grpo``, ``gigpo``); False gives Dr.GRPO centring."""
     gigpo_omega: float = 1.0
@@ -153,7 +161,7 @@ class AdvantageConfig:
     """Added to the std in every normalisation."""
 
     def __post_init__(self) -> None:
-        for name in ("gamma", "lam", "lam_high", "gigpo_gamma"):
+        for name in ("gamma", "lam", "gigpo_gamma"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"AdvantageConfig.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.eps < 0:
@@ -163,7 +171,8 @@ class AdvantageConfig:
 @dataclass(frozen=True, eq=False)
 class AdvantageOutput:
     """Per-turn results: ``advantages`` [N], ``returns`` [N] value targets (None without a critic),
-    ``extras``, further named per-turn tensors (``hae``: adv_high, adv_switch, ret_high, ret_switch), and
+    ``extras``, further named per-turn tensors (under keys the estimator defines, e.g. ``gigpo``'s
+    ``adv_step``), and
     ``stats``, scalar diagnostics of the estimator that the trainer logs as ``adv/<name>``."""
 
     advantages: Tensor
@@ -189,17 +198,12 @@ def standardise(x: Tensor, mask: Tensor | None = None, eps: float = 1e-6) -> Ten
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def _out(x: list[float] | Tensor, like: Tensor) -> Tensor:
+def as_output(x: list[float] | Tensor, like: Tensor) -> Tensor:
+    """``x`` as a tensor with the dtype and device of ``like`` (estimators return the rewards' dtype)."""
     return torch.as_tensor(x, dtype=torch.float64).to(dtype=like.dtype, device=like.device)
 
 
-def _need(batch: TurnBatch, name: str, *fields: str) -> None:
-    missing = [f for f in fields if getattr(batch, f) is None]
-    if missing:
-        raise ValueError(f"advantage estimator {name!r} needs TurnBatch fields {missing}")
-
-
-def _scan(
+def discounted_scan(
     r: list[float],
     nd: list[float],
     v: list[float],
@@ -225,7 +229,7 @@ def _scan(
     return adv
 
 
-def _group_centre(x: Tensor, groups: Tensor, eps: float, norm_by_std: bool) -> Tensor:
+def group_centre(x: Tensor, groups: Tensor, eps: float, norm_by_std: bool) -> Tensor:
     """(x - mean_G x) / (std_G x + eps) per group (unbiased std; float64); groups of one give 0."""
     _, inv, counts = torch.unique(groups, return_inverse=True, return_counts=True)
     x = x.double()
@@ -256,8 +260,8 @@ def grpo(batch: TurnBatch, cfg: AdvantageConfig) -> AdvantageOutput:
     std_G is the unbiased sample std (``torch.std``, as verl). A group of one gives A = 0 (no baseline).
     """
     ret, groups, inv = _episodes(batch)
-    adv = _group_centre(ret, groups, cfg.eps, cfg.norm_by_std)[inv]
-    return AdvantageOutput(advantages=_out(adv, batch.rewards))
+    adv = group_centre(ret, groups, cfg.eps, cfg.norm_by_std)[inv]
+    return AdvantageOutput(advantages=as_output(adv, batch.rewards))
 
 
 @ADVANTAGES.register("rloo")
@@ -266,8 +270,8 @@ def rloo(batch: TurnBatch, cfg: AdvantageConfig) -> AdvantageOutput:
     ret, groups, inv = _episodes(batch)
     _, ginv, counts = torch.unique(groups, return_inverse=True, return_counts=True)
     n = counts[ginv].double()
-    adv = _group_centre(ret, groups, cfg.eps, norm_by_std=False) * n / (n - 1).clamp_min(1)
-    return AdvantageOutput(advantages=_out(adv[inv], batch.rewards))
+    adv = group_centre(ret, groups, cfg.eps, norm_by_std=False) * n / (n - 1).clamp_min(1)
+    return AdvantageOutput(advantages=as_output(adv[inv], batch.rewards))
 
 
 @ADVANTAGES.register("gae")
@@ -278,11 +282,11 @@ def gae(batch: TurnBatch, cfg: AdvantageConfig) -> AdvantageOutput:
     past the last turn V = ``last_values`` (bootstraps a truncated trajectory; 0 when None) and A = 0.
     Returns (value targets) R_t = A_t + V_t.
     """
-    _need(batch, "gae", "values")
+    batch.need("advantage estimator 'gae'", "values")
     assert batch.values is not None
     n = batch.num_turns
     v_end = batch.last_values.tolist() if batch.last_values is not None else [0.0] * n
-    adv = _scan(
+    adv = discounted_scan(
         batch.rewards.tolist(),
         (1 - batch.dones).tolist(),
         batch.values.tolist(),
@@ -291,7 +295,7 @@ def gae(batch: TurnBatch, cfg: AdvantageConfig) -> AdvantageOutput:
         [cfg.gamma] * n,
         cfg.lam,
     )
-    adv_t = _out(adv, batch.rewards)
+    adv_t = as_output(adv, batch.rewards)
     return AdvantageOutput(advantages=adv_t, returns=adv_t + batch.values.detach().to(adv_t.dtype))
 
 
@@ -306,11 +310,11 @@ def gigpo(batch: TurnBatch, cfg: AdvantageConfig) -> AdvantageOutput:
     size of a turn's anchor group), ``anchor_shared_frac`` (turns whose anchor group has another turn: the
     turns A^S can reach).
     """
-    _need(batch, "gigpo", "state_keys")
+    batch.need("advantage estimator 'gigpo'", "state_keys")
     assert batch.state_keys is not None
     n = batch.num_turns
     episode = grpo(batch, cfg).advantages
-    g = _scan(
+    g = discounted_scan(
         batch.rewards.tolist(),
         [1.0] * n,
         [0.0] * n,
@@ -324,80 +328,13 @@ def gigpo(batch: TurnBatch, cfg: AdvantageConfig) -> AdvantageOutput:
         anchors.setdefault((grp, key), len(anchors))
         for grp, key in zip(batch.group_ids.tolist(), batch.state_keys, strict=True)
     ]
-    step = _group_centre(torch.tensor(g, dtype=torch.float64), torch.tensor(ids, dtype=torch.long), cfg.eps,
+    step = group_centre(torch.tensor(g, dtype=torch.float64), torch.tensor(ids, dtype=torch.long), cfg.eps,
                          cfg.norm_by_std)
-    step_t = _out(step, batch.rewards)
+    step_t = as_output(step, batch.rewards)
     sizes = Counter(ids).values()  # turns per anchor group; a turn in a group of c sees c
     return AdvantageOutput(
         advantages=episode + cfg.gigpo_omega * step_t,
-        extras={"adv_episode": episode, "adv_step": step_t, "step_return": _out(g, batch.rewards)},
+        extras={"adv_episode": episode, "adv_step": step_t, "step_return": as_output(g, batch.rewards)},
         stats={"anchor_size": sum(c * c for c in sizes) / max(n, 1),
                "anchor_shared_frac": sum(c for c in sizes if c > 1) / max(n, 1)},
-    )
-
-
-@ADVANTAGES.register("hae")
-def hae(batch: TurnBatch, cfg: AdvantageConfig) -> AdvantageOutput:
-    """HiPER's hierarchical advantage estimation (METHODS.md, HiPER section).
-
-    Segment k spans turns s_k..e_k (d_k turns); a trajectory's first turn always starts one.
-    boot_k = V_H(s_{k+1}) when a next segment exists; at a truncated end boot^L_k = V_L(e_k) (also used by
-    the switch) and boot^H_k = V_H(s_k); at a terminated end 0.
-    Low:  delta^L_t = r_t + gamma (1-done_t) V' - V_L(t), V' = V_L(t+1) inside, boot^L_k at e_k;
-          A^L_t = delta^L_t + gamma lam (1-done_t) A^L_{t+1}, A^L_{e_k+1} = 0; R^L = A^L + V_L.
-    High: Rseg_k = sum_{j<d_k} gamma^j r_{s_k+j};
-          delta^H_k = Rseg_k + gamma^{d_k} (1-done_{e_k}) boot^H_k - V_H(s_k);
-          A^H_k = delta^H_k + gamma^{d_k} lam_high (1-done_{e_k}) A^H_{k+1}; R^H = A^H + V_H.
-    Switch: G^b_t = r_t + gamma G^b_{t+1} inside the segment, G^b_{e_k+1} = boot^L_k; A^b_t = G^b_t - V_b(t).
-    Output: ``advantages`` = A^L, ``returns`` = R^L; extras ``adv_high`` / ``ret_high`` (A^H_k, R^H_k on
-    segment-start turns, 0 elsewhere), ``adv_switch`` (A^b), ``ret_switch`` (G^b), ``high_mask`` (1 on the
-    segment-start turns used, turn 0 included). No standardisation here: the trainer applies
-    :func:`standardise` to each of the three (``adv_high`` masked by ``high_mask``).
-    """
-    _need(batch, "hae", "seg_start", "v_high", "v_low", "v_switch")
-    assert batch.seg_start is not None and batch.v_high is not None
-    assert batch.v_low is not None and batch.v_switch is not None
-    n, gamma = batch.num_turns, cfg.gamma
-    r, nd = batch.rewards.tolist(), (1 - batch.dones).tolist()
-    last = batch.is_last().tolist()
-    start = [bool(s) or i == 0 or last[i - 1] for i, s in enumerate(batch.seg_start.tolist())]
-    vh, vl, vb = batch.v_high.tolist(), batch.v_low.tolist(), batch.v_switch.tolist()
-
-    seg_end = [last[i] or start[i + 1] for i in range(n)]  # last[n-1] is True, so i + 1 < n here
-    boot_low = [0.0] * n  # read at segment ends only
-    for i in range(n):
-        if seg_end[i]:
-            boot_low[i] = vh[i + 1] if not last[i] else (vl[i] if nd[i] else 0.0)
-    adv_low = _scan(r, nd, vl, seg_end, boot_low, [gamma] * n, cfg.lam)
-    ret_switch = _scan(r, nd, [0.0] * n, seg_end, boot_low, [gamma] * n, 1.0)
-
-    # segment-level quantities, in order; a segment's high-level chain ends with its trajectory
-    starts = [i for i in range(n) if start[i]]
-    ends = [i for i in range(n) if seg_end[i]]
-    rseg, disc, seg_nd, seg_last, v_seg = [], [], [], [], []
-    for s, e in zip(starts, ends, strict=True):
-        rseg.append(math.fsum(gamma**j * r[s + j] for j in range(e - s + 1)))
-        disc.append(gamma ** (e - s + 1))
-        seg_nd.append(nd[e])
-        seg_last.append(last[e])
-        v_seg.append(vh[s])
-    # boot^H: next segment's V_H inside a trajectory (read by _scan from v_seg), V_H(s_k) if truncated
-    adv_seg = _scan(rseg, seg_nd, v_seg, seg_last, v_seg, disc, cfg.lam_high)
-
-    adv_high, ret_high = [0.0] * n, [0.0] * n
-    for k, s in enumerate(starts):
-        adv_high[s], ret_high[s] = adv_seg[k], adv_seg[k] + v_seg[k]
-    like = batch.rewards
-    adv_low_t = _out(adv_low, like)
-    ret_switch_t = _out(ret_switch, like)
-    return AdvantageOutput(
-        advantages=adv_low_t,
-        returns=adv_low_t + _out(vl, like),
-        extras={
-            "adv_high": _out(adv_high, like),
-            "ret_high": _out(ret_high, like),
-            "adv_switch": ret_switch_t - _out(vb, like),
-            "ret_switch": ret_switch_t,
-            "high_mask": _out([float(x) for x in start], like),
-        },
     )

@@ -3,16 +3,16 @@
 Every field of a method's config becomes an option (``env_kwargs`` -> ``--env-kwargs``) whose help is the
 docstring under the field; types come from the annotations: ``bool`` -> ``--flag/--no-flag``, ``X | None``
 accepts ``none``, ``tuple[str, ...]`` takes several values, ``dict`` takes JSON. ``--config run.json`` loads
-fields from a JSON file first (the command line wins). Methods are registered by name in :data:`TRAINERS`
-(string entry points, so ``--help`` imports no torch); :func:`config_table` renders the same fields as the
-Markdown table the docs show (``python -m trainers <method> --config-table``).
+fields from a JSON file first (the command line wins). The methods are those registered in
+:data:`trainers.core.registry.METHODS` (each method's package registers itself; listing them imports every
+method package, torch included); :func:`config_table` renders the same fields as the Markdown table the docs
+show (``python -m trainers <method> --config-table``).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
-import importlib
 import inspect
 import itertools
 import json
@@ -20,30 +20,13 @@ import sys
 import textwrap
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, fields, is_dataclass
 from typing import Any
 
-__all__ = ["TRAINERS", "build_parser", "config_from_args", "config_table", "field_docs", "load_entry", "main", "register_trainer"]
+from trainers.core.registry import METHODS
 
-TRAINERS: dict[str, tuple[str, str]] = {
-    "grpo": ("trainers.grpo.config:GRPOConfig", "trainers.grpo.trainer:GRPOTrainer"),
-    "ppo": ("trainers.ppo.config:PPOConfig", "trainers.ppo.trainer:PPOTrainer"),
-    "pilotrl": ("trainers.pilotrl.config:PilotRLConfig", "trainers.pilotrl.trainer:PilotRLTrainer"),
-    "hiper": ("trainers.hiper.config:HiPERConfig", "trainers.hiper.trainer:HiPERTrainer"),
-    "epo": ("trainers.epo.config:EPOConfig", "trainers.epo.trainer:make_trainer"),
-}
-"""Method name -> (config class, trainer class) entry points ``module:attribute``."""
-
-
-def register_trainer(name: str, config: str, trainer: str) -> None:
-    """Add a method to the CLI (entry points as ``"package.module:Class"``)."""
-    TRAINERS[name] = (config, trainer)
-
-
-def load_entry(entry: str) -> Any:
-    module, _, attr = entry.partition(":")
-    return getattr(importlib.import_module(module), attr)
+__all__ = ["build_parser", "config_from_args", "config_table", "field_docs", "main"]
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -129,11 +112,14 @@ def build_parser(config_cls: type, prog: str | None = None, description: str | N
     return parser
 
 
-def config_from_args(config_cls: type, argv: Sequence[str] | None = None, prog: str | None = None) -> Any:
-    """Parse ``argv`` into ``config_cls`` (validated by its ``__post_init__``)."""
+def config_from_args(
+    config_cls: type, argv: Sequence[str] | None = None, prog: str | None = None, defaults: Mapping[str, Any] | None = None
+) -> Any:
+    """Parse ``argv`` into ``config_cls`` (validated by its ``__post_init__``). Field values come from
+    ``defaults`` (e.g. a script's recipe), then a ``--config`` JSON file, then the command line."""
     parser = build_parser(config_cls, prog=prog)
     ns = vars(parser.parse_args(argv))
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = dict(defaults or {})
     path = ns.pop("config")
     show = ns.pop("print_config")
     if path:
@@ -175,19 +161,18 @@ def config_table(config_cls: type, base: type | None = None) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m trainers <method> [options]``: train with the method's trainer."""
     args = list(sys.argv[1:] if argv is None else argv)
-    methods = ", ".join(sorted(TRAINERS))
-    if not args or args[0] in ("-h", "--help") or args[0] not in TRAINERS:
+    methods = ", ".join(METHODS.names())
+    if not args or args[0] in ("-h", "--help") or args[0] not in METHODS:
         print(f"usage: python -m trainers {{{methods}}} [options]\n\n"
               f"Train an LLM agent with one of the methods: {methods}.\n"
               "`python -m trainers <method> --help` lists the method's options.")
         return 0 if args and args[0] in ("-h", "--help") else 2
-    method, rest = args[0], args[1:]
-    config_entry, trainer_entry = TRAINERS[method]
+    method, rest = METHODS.get(args[0]), args[1:]
     if "--config-table" in rest:  # the Markdown table of the docs
-        print(config_table(load_entry(config_entry)))
+        print(config_table(method.config))
         return 0
-    config = config_from_args(load_entry(config_entry), rest, prog=f"python -m trainers {method}")
-    trainer = load_entry(trainer_entry)(config)
+    config = config_from_args(method.config, rest, prog=f"python -m trainers {args[0]}")
+    trainer = method.build(config)
     metrics = trainer.train()
     if trainer.is_main:
         shown = {k: round(v, 4) for k, v in sorted(metrics.items()) if k.startswith(("eval/", "env/success"))}

@@ -68,7 +68,8 @@ class TrainerConfig:
 
     # ---------------------------------------------------------------------------------------- agent
     prompt_format: str = "think_action"
-    """Agent format: ``think_action``, ``react``, ``adaplan`` or ``hiper``."""
+    """Agent format, a name in ``trainers.core.registry.FORMATS`` (``think_action``, ``react``, ``adaplan``, and the
+    formats methods register, e.g. ``hiper``)."""
     instruction: str | None = None
     """Replace the format's per-turn instruction (shorter prompts for small models); None keeps it."""
     task_reminder: bool = False
@@ -117,7 +118,7 @@ class TrainerConfig:
     advantage: str = "grpo"
     """Advantage estimator, a name in ``trainers.core.registry.ADVANTAGES`` (grpo, rloo, gae, gigpo ...)."""
     gamma: float = 1.0
-    """Discount per turn (gae, hae)."""
+    """Discount per turn (gae, and estimators that discount, e.g. HiPER's hae)."""
     lam: float = 1.0
     """GAE lambda."""
     norm_by_std: bool = True
@@ -130,7 +131,7 @@ class TrainerConfig:
     """How policy tokens are averaged: ``token`` (token-mean over the batch: long trajectories weigh more)
     or ``trajectory`` (each trajectory's tokens share weight 1, so every rollout counts equally)."""
     policy_loss: str = "ppo_clip"
-    """Policy loss, a name in ``trainers.core.registry.LOSSES``."""
+    """Policy loss, a name in ``trainers.core.registry.POLICY_LOSSES``."""
     lr: float = 1e-6
     """Policy learning rate (AdamW, constant)."""
     weight_decay: float = 0.0
@@ -244,15 +245,12 @@ class TrainerConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        from trainers.core.prompts import FORMATS
-        from trainers.core.registry import ADVANTAGES, LOSSES
+        from trainers.core.registry import ADVANTAGES, FORMATS, POLICY_LOSSES
 
-        if self.prompt_format not in FORMATS:
-            raise ValueError(f"prompt_format must be one of {sorted(FORMATS)}, got {self.prompt_format!r}")
-        if self.advantage not in ADVANTAGES:
-            raise ValueError(f"advantage must be one of {ADVANTAGES.names()}, got {self.advantage!r}")
-        if self.policy_loss not in LOSSES:
-            raise ValueError(f"policy_loss must be one of {LOSSES.names()}, got {self.policy_loss!r}")
+        for name, registry in (("prompt_format", FORMATS), ("advantage", ADVANTAGES), ("policy_loss", POLICY_LOSSES)):
+            if getattr(self, name) not in registry:
+                raise ValueError(f"{name} must be one of {registry.names()} (the registered {registry.kind}s), "
+                                 f"got {getattr(self, name)!r}")
         if not isinstance(self.env_kwargs, dict):
             raise TypeError(f"env_kwargs must be a dict, got {type(self.env_kwargs).__name__}")
         self.stop_strings = tuple(self.stop_strings)

@@ -16,6 +16,7 @@ from typing import Any
 import gymnasium as gym
 import torch
 
+from pilot_envs.core.contract import text_env
 from pilot_envs.evaluate import EpisodeResult, SplitReport
 from trainers.core.policy import Policy
 from trainers.core.rollout import AgentSpec, RolloutCollector, TaskSpec, Trajectory
@@ -26,13 +27,10 @@ __all__ = ["evaluate_policy", "report_metrics", "split_tasks"]
 def split_tasks(env: gym.Env, split: str, limit: int | None = None, seed: int = 0, samples: int = 1) -> list[TaskSpec]:
     """``samples`` :class:`TaskSpec` per task of ``split`` (the first ``limit`` of them), each with its own seed
     and group id (0..n*samples-1): the tasks in split order, then again for the next sample."""
-    backend = getattr(env.unwrapped, "backend", None)
-    if backend is None or not hasattr(backend, "splits"):
-        raise ValueError(f"{env.unwrapped.__class__.__name__} has no fixed splits; set eval_split=None (or evaluate "
-                         "with evaluate_policy on your own TaskSpecs)")
-    sizes = backend.splits()
+    sizes = text_env(env).splits()
     if split not in sizes:
-        raise ValueError(f"env has no split {split!r}; it has {sorted(sizes)}")
+        raise ValueError(f"env has no split {split!r}; it has {sorted(sizes)} (set eval_split=None, or evaluate with "
+                         "evaluate_policy on your own TaskSpecs)")
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
     n = sizes[split] if limit is None else min(limit, sizes[split])

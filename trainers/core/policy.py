@@ -19,9 +19,9 @@ No weights are ever downloaded: ``from_pretrained`` uses ``local_files_only=True
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from torch import nn
@@ -53,6 +53,46 @@ class Generation:
     stop_reason: str
     """``"eos"``, ``"stop"`` (a stop string appeared; the tokens up to the one completing it are kept) or
     ``"length"``."""
+    entropies: list[float] = field(default_factory=list)
+    """Per response token: the entropy (nats) of the model's unscaled next-token distribution it was sampled
+    from (the distribution of ``logprobs``)."""
+
+    @property
+    def mean_entropy(self) -> float:
+        """The response's mean token entropy (0.0 for an empty response)."""
+        return sum(self.entropies) / len(self.entropies) if self.entropies else 0.0
+
+
+class Sampler(Protocol):
+    """What rollouts, prompt rendering and SFT need of a policy: a tokenizer, its chat template, and batched
+    sampling. :class:`Policy` is one; a method may bring another (PilotRL's planner + frozen executor)."""
+
+    tokenizer: Any
+    device: torch.device
+    pad_token_id: int
+    eos_token_ids: frozenset[int]
+
+    def apply_chat_template(
+        self, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool = True, **kwargs: Any
+    ) -> str: ...
+
+    def encode(
+        self, texts: Sequence[str], max_tokens: int | None = None, truncation_side: str = "left"
+    ) -> list[list[int]]: ...
+
+    def decode(self, ids: Sequence[int], *, skip_special_tokens: bool = True) -> str: ...
+
+    def generate(
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        *,
+        max_new_tokens: int = 256,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        stop_strings: Sequence[str] | None = None,
+    ) -> Sequence[Generation]: ...
 
 
 class TokenLogprobs(NamedTuple):
@@ -299,16 +339,16 @@ class Policy:
         was_training = self.model.training
         self.model.eval()
         try:
-            tokens, logps, reasons = self._sample_loop(
+            tokens, logps, ents, reasons = self._sample_loop(
                 prompt_ids, max_new_tokens, temperature, top_p, gen, list(stop_strings or ())
             )
         finally:
             self.model.train(was_training)
         return [
             Generation(
-                response_ids=t, logprobs=lp, text=self.decode(t), finished=r != "length", stop_reason=r
+                response_ids=t, logprobs=lp, text=self.decode(t), finished=r != "length", stop_reason=r, entropies=h
             )
-            for t, lp, r in zip(tokens, logps, reasons, strict=True)
+            for t, lp, h, r in zip(tokens, logps, ents, reasons, strict=True)
         ]
 
     def _sample_loop(
@@ -319,11 +359,12 @@ class Policy:
         top_p: float,
         gen: torch.Generator,
         stops: list[str],
-    ) -> tuple[list[list[int]], list[list[float]], list[str]]:
+    ) -> tuple[list[list[int]], list[list[float]], list[list[float]], list[str]]:
         batch = len(prompt_ids)
         ids, attn, pos = self._batch(prompt_ids)
         tokens: list[list[int]] = [[] for _ in range(batch)]
         logps: list[list[float]] = [[] for _ in range(batch)]
+        ents: list[list[float]] = [[] for _ in range(batch)]
         reasons = ["length"] * batch
         active = torch.ones(batch, dtype=torch.bool)
         eos = torch.tensor(sorted(self.eos_token_ids), dtype=torch.long)
@@ -335,12 +376,15 @@ class Policy:
         for _ in range(max_new_tokens):
             logits = out.logits[:, -1, :].float()
             token = _sample(logits, temperature, top_p, gen)
-            logp = torch.log_softmax(logits, dim=-1).gather(-1, token[:, None])[:, 0]
-            token_cpu, logp_cpu = token.cpu(), logp.cpu()
+            log_dist = torch.log_softmax(logits, dim=-1)
+            logp = log_dist.gather(-1, token[:, None])[:, 0]
+            ent = -(log_dist.exp() * log_dist).nansum(-1)  # 0 * -inf (masked tokens) counts as 0
+            token_cpu, logp_cpu, ent_cpu = token.cpu(), logp.cpu(), ent.cpu()
             is_eos = torch.isin(token_cpu, eos)
             for i in active.nonzero()[:, 0].tolist():
                 tokens[i].append(int(token_cpu[i]))
                 logps[i].append(float(logp_cpu[i]))
+                ents[i].append(float(ent_cpu[i]))
                 if is_eos[i]:
                     reasons[i], active[i] = "eos", False
                 elif stops and any(
@@ -359,7 +403,7 @@ class Policy:
                 use_cache=True,
             )
             next_pos = next_pos + 1
-        return tokens, logps, reasons
+        return tokens, logps, ents, reasons
 
     # ------------------------------------------------------------------------------------- training
     def iter_micro_batches(

@@ -1,15 +1,17 @@
 """Agent prompt formats: pure functions from env observations to chat messages.
 
 A *format* fixes how the prompt asks the model to answer and how an expert answer looks. Formats are data
-(:class:`PromptFormat`), registered by name in :data:`FORMATS`:
+(:class:`PromptFormat`), registered by name in :data:`trainers.core.registry.FORMATS`. The generic ones live
+here; a method that brings its own registers it from its package (e.g. ``trainers/hiper/prompt.py``):
 
 - ``think_action``: verl-agent's ALFWorld prompt; answer ``<think>..</think><action>..</action>``.
 - ``react``: ReAct; answer ``Thought: ..`` then ``Action: ..``.
-- ``adaplan``: PilotRL's AdaPlan; while no plan is in effect the model first writes a global plan
+- ``adaplan``: AdaPlan (plan, then act); while no plan is in effect the model first writes a global plan
   ``<plan>Step 1: .. Step 2: ..</plan>``, then ``<think>..</think><action>..</action>``; later prompts show
   the plan in effect and allow replacing its remaining steps with a new ``<plan>``.
-- ``hiper``: HiPER; answer ``<switch>KEEP|SWITCH</switch><subgoal>..</subgoal><action>..</action>``, the
-  prompt shows the current subgoal.
+
+Answer parts are the env protocol's tags (``pilot_envs.core.protocol``). A format may *carry* one part
+(:attr:`PromptFormat.carry`): the latest value the agent wrote there is shown in later prompts.
 
 The observation is the env's Dict observation (``text``, ``task``, ``plan``, ``admissible_commands``, ...).
 History is a sequence of ``(observation, action)`` pairs, oldest first; only the last
@@ -21,6 +23,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from pilot_envs.core.protocol import TAGS
+from trainers.core.registry import FORMATS
 
 PLAN_STEP_SEPARATOR = " "
 """Separator between the ``Step i: ..`` items inside ``<plan>``."""
@@ -37,7 +42,7 @@ class PromptFormat:
 
     Response layout: ``fields`` lists the response parts in order; ``field_templates[name]`` renders one
     part (``{}`` is the value). Parts in ``optional_fields`` are omitted from an expert response when no
-    value is given; the others get ``defaults`` (a template over ``action``/``subgoal``) when missing.
+    value is given; the others get ``defaults`` (a template over ``action``) when missing.
     """
 
     name: str
@@ -53,7 +58,16 @@ class PromptFormat:
     """Appended to ``instruction`` while a plan is in effect (AdaPlan's plan revision)."""
     shows_plan: bool = False
     """Whether the plan in effect is shown by default (``PromptOptions.include_plan=None``)."""
-    shows_subgoal: bool = False
+    carry: str | None = None
+    """A response part (a field of ``pilot_envs.core.protocol.ParsedAction``) whose latest written value
+    later prompts show, on the line ``carry_line``; None: nothing is carried."""
+    carry_line: str = "{}"
+    """How a carried value is shown (``{}`` is the value, or ``carry_empty`` before one is written)."""
+    carry_empty: str = ""
+    expert: Callable[..., Mapping[str, str]] | None = None
+    """Extra expert-answer parts: ``expert(values, turn_idx=, previous=)`` gets the generic parts
+    (``action``, ``plan``, ``think``, ``subgoal`` = the milestone worked on) and the previously carried
+    value, and returns the parts the format adds (its own decision logic, e.g. when to switch)."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +90,8 @@ class PromptOptions:
     length_fn: Callable[[str], int] = len
 
 
-_TAGGED = {name: f"<{name}>{{}}</{name}>" for name in ("think", "action", "plan", "switch", "subgoal")}
+TAGGED: Mapping[str, str] = {name: f"<{name}>{{}}</{name}>" for name in TAGS}
+"""``field_templates`` of the tagged formats: each part inside its protocol tag."""
 _ACT = (
     "Once you've finished your reasoning, choose an admissible action for the current step and present it "
     "within <action> </action> tags."
@@ -86,15 +101,15 @@ _THINK = (
     "enclosed within <think> </think> tags."
 )
 
-FORMATS: dict[str, PromptFormat] = {
-    "think_action": PromptFormat(
+for _format in (
+    PromptFormat(
         name="think_action",
         instruction=f"Now it's your turn to take an action.\n{_THINK}\n{_ACT}",
         fields=("think", "action"),
-        field_templates=_TAGGED,
+        field_templates=TAGGED,
         defaults={"think": "The next step is to {action}."},
     ),
-    "react": PromptFormat(
+    PromptFormat(
         name="react",
         instruction=(
             "Now it's your turn to take an action. First write one line starting with 'Thought:' that "
@@ -105,7 +120,7 @@ FORMATS: dict[str, PromptFormat] = {
         field_templates={"think": "Thought: {}\n", "action": "Action: {}"},
         defaults={"think": "The next step is to {action}."},
     ),
-    "adaplan": PromptFormat(
+    PromptFormat(
         name="adaplan",
         instruction=(f"Now it's your turn to take an action, guided by the current plan.\n{_THINK}\n{_ACT}"),
         plan_instruction=(
@@ -118,35 +133,22 @@ FORMATS: dict[str, PromptFormat] = {
             "<plan> </plan> tags, keeping the steps already done."
         ),
         fields=("plan", "think", "action"),
-        field_templates=_TAGGED,
+        field_templates=TAGGED,
         optional_fields=frozenset({"plan"}),
         defaults={"think": "Following the plan, the next step is to {action}."},
         shows_plan=True,
     ),
-    "hiper": PromptFormat(
-        name="hiper",
-        instruction=(
-            "Now it's your turn to act. First decide whether to keep the current subgoal or switch to a "
-            "new one, and write KEEP or SWITCH within <switch> </switch> tags. Then write the subgoal you "
-            "pursue within <subgoal> </subgoal> tags. Finally choose an admissible action for the current "
-            "step and present it within <action> </action> tags."
-        ),
-        fields=("switch", "subgoal", "action"),
-        field_templates=_TAGGED,
-        defaults={"switch": "KEEP", "subgoal": "{action}"},
-        shows_subgoal=True,
-    ),
-}
+):
+    FORMATS.register(_format.name)(_format)
+
+
 
 
 def get_format(fmt: str | PromptFormat) -> PromptFormat:
     """Look a format up by name (or pass a :class:`PromptFormat` through)."""
     if isinstance(fmt, PromptFormat):
         return fmt
-    try:
-        return FORMATS[fmt]
-    except KeyError:
-        raise KeyError(f"unknown prompt format {fmt!r}; known: {sorted(FORMATS)}") from None
+    return FORMATS.get(fmt)
 
 
 # ----------------------------------------------------------------------------------------------- prompts
@@ -165,7 +167,7 @@ def _render_user(
     obs: Mapping[str, Any],
     parts: _Parts,
     step: int,
-    subgoal: str | None,
+    carried: str | None,
     opts: PromptOptions,
 ) -> str:
     plan = [str(s) for s in obs.get("plan", ()) or ()]
@@ -175,8 +177,8 @@ def _render_user(
     ]
     if show_plan and plan:
         lines.append(f"Your current plan is: {format_plan(plan)}")
-    if fmt.shows_subgoal:
-        lines.append(f"Your current subgoal is: {subgoal if subgoal else 'none yet'}")
+    if fmt.carry is not None:
+        lines.append(fmt.carry_line.format(carried if carried else fmt.carry_empty))
     if parts.history:
         first = step - len(parts.history) + 1
         hist = "\n".join(
@@ -222,7 +224,7 @@ def render_prompt(
     *,
     history: Sequence[tuple[str, str]] = (),
     step: int | None = None,
-    subgoal: str | None = None,
+    carried: str | None = None,
     options: PromptOptions | None = None,
 ) -> str:
     """The user message for one turn.
@@ -233,7 +235,7 @@ def render_prompt(
         history: all past ``(observation, action)`` pairs of the episode, oldest first; the last
             ``options.history_window`` are shown.
         step: number of steps taken so far (defaults to ``len(history)``).
-        subgoal: the agent's current subgoal (shown by ``hiper``).
+        carried: the latest value the agent wrote in the format's carried part (:attr:`PromptFormat.carry`).
         options: :class:`PromptOptions`.
     """
     f, opts = get_format(fmt), options or PromptOptions()
@@ -243,10 +245,10 @@ def render_prompt(
     )
     cmds = tuple(str(c) for c in obs.get("admissible_commands", ()) or ())
     parts: _Parts | None = _Parts(window, cmds, 0, str(obs.get("text", "")))
-    text = _render_user(f, obs, parts, step, subgoal, opts)
+    text = _render_user(f, obs, parts, step, carried, opts)
     if opts.max_length is None:
         return text
-    fits = lambda p: opts.length_fn(_render_user(f, obs, p, step, subgoal, opts)) <= opts.max_length  # noqa: E731
+    fits = lambda p: opts.length_fn(_render_user(f, obs, p, step, carried, opts)) <= opts.max_length  # noqa: E731
     while parts.history and not fits(parts):  # oldest history first, one pair at a time
         parts = replace(parts, history=parts.history[1:])
     if parts.admissible and not fits(parts):
@@ -264,7 +266,7 @@ def render_prompt(
         if shrunk is None:
             break
         parts = shrunk
-    return _render_user(f, obs, parts, step, subgoal, opts)
+    return _render_user(f, obs, parts, step, carried, opts)
 
 
 def _keep_commands(parts: _Parts, k: int) -> _Parts:
@@ -279,13 +281,13 @@ def render_messages(
     *,
     history: Sequence[tuple[str, str]] = (),
     step: int | None = None,
-    subgoal: str | None = None,
+    carried: str | None = None,
     options: PromptOptions | None = None,
 ) -> list[dict[str, str]]:
     """Chat messages for one turn: an optional system message and the user message of
     :func:`render_prompt` (same arguments)."""
     opts = options or PromptOptions()
-    user = render_prompt(fmt, obs, history=history, step=step, subgoal=subgoal, options=opts)
+    user = render_prompt(fmt, obs, history=history, step=step, carried=carried, options=opts)
     system = [{"role": "system", "content": opts.system}] if opts.system else []
     return [*system, {"role": "user", "content": user}]
 
@@ -296,31 +298,26 @@ def render_expert_response(
     *,
     action: str,
     plan: Sequence[str] | None = None,
-    subgoal: str | None = None,
-    switch: str | None = None,
     think: str | None = None,
+    **parts: str | None,
 ) -> str:
     """The response an expert would write in ``fmt`` (SFT warm-start targets).
 
-    Fields the format does not use are ignored; a missing required field gets the format's default
-    (e.g. ``hiper``: switch ``KEEP``, subgoal = the action; ``think``: a sentence naming the action). A
-    ``plan`` (list of steps) is written only by formats that have a plan field.
+    ``parts`` are the values of further answer parts by name (e.g. ``subgoal=``). Parts the format does not
+    use are ignored; a missing required part gets the format's default (a template over ``action``, e.g.
+    ``think``: a sentence naming the action). A ``plan`` (list of steps) is written only by formats that have a
+    plan part.
     """
     f = get_format(fmt)
-    values: dict[str, str | None] = {
-        "action": action,
-        "plan": format_plan(plan) if plan else None,
-        "subgoal": subgoal,
-        "switch": switch,
-        "think": think,
-    }
+    values: dict[str, str | None] = {**parts, "action": action, "plan": format_plan(plan) if plan else None,
+                                     "think": think}
     out = []
     for name in f.fields:
         value = values.get(name)
         if value is None and name in f.optional_fields:
             continue
         if value is None:
-            value = f.defaults.get(name, "").format(action=action, subgoal=subgoal or action)
+            value = f.defaults.get(name, "").format(action=action)
         out.append(f.field_templates[name].format(value))
     return "".join(out)
 
@@ -329,8 +326,8 @@ def scaffold_texts() -> list[str]:
     """Every fixed sentence the formats can emit (for building a tokenizer that knows their words)."""
     obs = {"text": "obs", "task": "task", "plan": ["a", "b"], "admissible_commands": ["look"]}
     texts: list[str] = []
-    for f in FORMATS.values():
-        texts.append(render_prompt(f, obs, history=[("o", "a")], subgoal="s"))
+    for _, f in FORMATS.items():
+        texts.append(render_prompt(f, obs, history=[("o", "a")], carried="s"))
         texts.append(render_prompt(f, {**obs, "plan": []}, options=PromptOptions(include_plan=True)))
         texts.append(render_expert_response(f, action="look", plan=["look"]))
     return texts

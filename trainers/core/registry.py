@@ -1,37 +1,64 @@
-"""Name -> function registries for the trainers' numerics.
+"""Name -> object registries, each holding one kind of thing with one signature.
 
-Trainers look estimators and loss terms up by the name in their config and never special-case a name::
+* :data:`ADVANTAGES`: estimators ``fn(batch: TurnBatch, cfg: AdvantageConfig) -> AdvantageOutput``.
+* :data:`POLICY_LOSSES`: policy losses matching :class:`trainers.core.losses.PolicyLoss`.
+* :data:`METHODS`: training methods, each a :class:`Method` (config class + trainer factory + docs page).
+* :data:`FORMATS`: agent prompt formats (:class:`trainers.core.prompts.PromptFormat`, data).
 
-    from trainers.core.registry import ADVANTAGES
+Trainers look entries up by the name in their config and never special-case a name::
+
     out = ADVANTAGES.get(cfg.advantage)(batch, adv_cfg)
 
-A registry imports the modules that fill it the first time it is read, so importing this module is cheap
-and ``ADVANTAGES.get("gae")`` works without importing ``trainers.core.advantages`` first.
+Methods register themselves from their own package (``trainers/<method>/__init__.py``), as do the
+estimators and losses a method brings; :func:`discover` imports every package under ``trainers`` once, so a
+registry read anywhere (the CLI, config validation, the docs) sees them all and adding a method touches no
+central list.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["ADVANTAGES", "LOSSES", "Registry"]
+__all__ = ["ADVANTAGES", "FORMATS", "METHODS", "POLICY_LOSSES", "Method", "Registry", "discover"]
+
+_CORE_MODULES = ("trainers.core.advantages", "trainers.core.losses", "trainers.core.prompts")
+_discovered = False
+
+
+def discover() -> None:
+    """Import the core numerics and every method package under ``trainers`` (once); importing a package
+    registers its method and whatever estimators and losses it brings."""
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    for module in _CORE_MODULES:
+        importlib.import_module(module)
+    import trainers
+
+    for info in pkgutil.iter_modules(trainers.__path__):
+        if info.ispkg and info.name != "core":
+            importlib.import_module(f"trainers.{info.name}")
 
 
 class Registry(Generic[T]):
-    """A small mapping from names to objects (functions), filled with the :meth:`register` decorator.
+    """A small mapping from names to objects, filled with :meth:`register`.
 
     Args:
         kind: what the registry holds, used in error messages ("advantage estimator").
-        modules: dotted module names imported on first read; importing them registers their entries.
+        autoload: call :func:`discover` before the first read (the project's registries); False for a
+            standalone registry.
     """
 
-    def __init__(self, kind: str, modules: tuple[str, ...] = ()) -> None:
+    def __init__(self, kind: str, *, autoload: bool = True) -> None:
         self.kind = kind
-        self._modules = modules
-        self._loaded = not modules
+        self._autoload = autoload
         self._entries: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -46,10 +73,8 @@ class Registry(Generic[T]):
         return decorator
 
     def _load(self) -> None:
-        if not self._loaded:
-            for module in self._modules:
-                importlib.import_module(module)
-            self._loaded = True
+        if self._autoload:
+            discover()
 
     def get(self, name: str) -> T:
         """The entry registered as ``name``; a ``KeyError`` naming the known entries otherwise."""
@@ -69,6 +94,11 @@ class Registry(Generic[T]):
         self._load()
         return name in self._entries
 
+    def items(self) -> list[tuple[str, T]]:
+        """``(name, entry)`` pairs in registration order (core entries first, then methods' by package name)."""
+        self._load()
+        return list(self._entries.items())
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
@@ -79,8 +109,31 @@ class Registry(Generic[T]):
         return f"Registry({self.kind!r}, names={list(self.names())})"
 
 
-ADVANTAGES: Registry[Callable[..., Any]] = Registry("advantage estimator", ("trainers.core.advantages",))
+@dataclass(frozen=True)
+class Method:
+    """A training method as the CLI and the docs see it.
+
+    Args:
+        config: the config dataclass (a :class:`~trainers.core.config.TrainerConfig` subclass).
+        build: ``build(config, **kwargs) -> trainer`` (a trainer class, or a factory such as EPO's).
+        page: its page under ``docs/trainers/`` (with a generated config table).
+        page_base: a parent config whose unchanged fields the page's table leaves out (None: all fields).
+    """
+
+    config: type
+    build: Callable[..., Any]
+    page: str
+    page_base: type | None = None
+
+
+ADVANTAGES: Registry[Callable[..., Any]] = Registry("advantage estimator")
 """Estimators ``fn(batch: TurnBatch, cfg: AdvantageConfig) -> AdvantageOutput``."""
 
-LOSSES: Registry[Callable[..., Any]] = Registry("loss term", ("trainers.core.losses",))
-"""Pure loss terms on token tensors ``[B, T]`` with a mask (see ``trainers.core.losses``)."""
+POLICY_LOSSES: Registry[Callable[..., Any]] = Registry("policy loss")
+"""Policy losses (:class:`trainers.core.losses.PolicyLoss`)."""
+
+FORMATS: Registry[Any] = Registry("prompt format")
+"""Agent prompt formats (:class:`trainers.core.prompts.PromptFormat`) by name."""
+
+METHODS: Registry[Method] = Registry("training method")
+"""Training methods by CLI name (``python -m trainers <name>``)."""

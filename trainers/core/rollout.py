@@ -1,6 +1,6 @@
 """Batched multi-turn rollouts: N envs in lockstep, one ``Policy.generate`` call per turn.
 
-Each turn is its own training sample with the short-history prompt (verl-agent convention, METHODS.md): the
+Each turn is its own training sample with the short-history prompt (the verl-agent convention, docs/methods.md): the
 prompt shows the task, the last ``history_window`` (observation, action) pairs and the current observation;
 the response is what the policy wrote. Records are typed: a :class:`Turn` per LLM response, a
 :class:`Trajectory` per episode, and :func:`turn_batch` turns trajectories into the
@@ -13,7 +13,7 @@ envs, in waves of ``len(envs)``.
 Envs are a list of Gymnasium envs (each reset with its own seed and options) or a Gymnasium vector env
 (reset with a list of seeds and one options dict, so every task of a wave must share ``options``; the
 seed then picks the task, e.g. ``options={"split": "train"}``). Finished envs of a vector env are stepped
-with a no-op action and their results ignored.
+with the env's ``noop_action`` (``pilot_envs.core.contract``) and their results ignored.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import torch
 
 from pilot_envs.core.protocol import parse_action
 from trainers.core.advantages import TurnBatch
-from trainers.core.policy import Policy
+from trainers.core.policy import Generation, Sampler
 from trainers.core.prompts import PromptFormat, PromptOptions, get_format, render_messages
 
 __all__ = [
@@ -87,6 +87,9 @@ class AgentSpec:
     instruction: str | None = None
     """Replaces the format's per-turn instruction (e.g. a one-line reminder, to keep a small model's prompts
     short; a plan-writing turn keeps the format's plan instruction); None keeps the format's own."""
+    domain: str = "a text-based embodied environment"
+    """The env's world in a few words ("You are an expert agent operating in {domain}"): the env contract's
+    ``domain`` (``pilot_envs.core.contract.TextEnv``)."""
 
     def prompt_format_spec(self) -> PromptFormat:
         """The :class:`PromptFormat` to render (the named format with ``instruction`` applied)."""
@@ -101,6 +104,7 @@ class AgentSpec:
             include_admissible=self.include_admissible,
             include_plan=self.include_plan,
             system=self.system,
+            environment=self.domain,
             max_length=self.max_prompt_tokens - 16,  # room for the chat template around the user message
             length_fn=length_fn,
         )
@@ -143,8 +147,10 @@ class Turn:
     won: bool
     finished: bool
     """The response ended by itself (eos/stop), not at ``max_new_tokens``."""
+    entropy: float = 0.0
+    """Mean token entropy of the response under the sampling policy's unscaled distribution (nats)."""
     extras: dict[str, Any] = field(default_factory=dict)
-    """Trainer-specific per-turn data (e.g. parsed switch/subgoal)."""
+    """What a method's collector records on the turn (:meth:`RolloutCollector.turn_extras`), under its keys."""
 
     @property
     def input_ids(self) -> list[int]:
@@ -227,7 +233,8 @@ class _Slots:
                 obs, r, term, trunc, info = self.envs[i].step(a)
                 out[i] = (obs, float(r), bool(term), bool(trunc), info)
             return out
-        full = [actions.get(i, "look") for i in range(self.n)]
+        noop = self.envs.get_attr("noop_action")  # the env contract's no-op, for slots whose episode is over
+        full = [actions.get(i, noop[i]) for i in range(self.n)]
         obs, r, term, trunc, info = self.envs.step(full)
         return {
             i: (_unbatch(obs, i), float(r[i]), bool(term[i]), bool(trunc[i]), _unbatch_info(info, i))
@@ -257,26 +264,26 @@ def _text(x: Any) -> str:
 class PromptRenderer:
     """Observation + history -> prompt token ids, the one rendering that rollouts and SFT share.
 
-    ``renderer(obs, history, subgoal)`` renders :func:`~trainers.core.prompts.render_messages` in the
-    agent's format, applies the chat template and tokenizes (user message budget in tokens, then a hard
-    left cut at ``max_prompt_tokens``).
+    ``renderer(obs, history, carried)`` renders :func:`~trainers.core.prompts.render_messages` in the
+    agent's format (``carried``: the value of the format's carried part, if it has one), applies the chat
+    template and tokenizes (user message budget in tokens, then a hard left cut at ``max_prompt_tokens``).
     """
 
-    def __init__(self, policy: Policy, agent: AgentSpec) -> None:
+    def __init__(self, policy: Sampler, agent: AgentSpec) -> None:
         self.policy = policy
         self.agent = agent
         tok = policy.tokenizer
         self.options = agent.prompt_options(lambda s: len(tok(s, add_special_tokens=False)["input_ids"]))
         self.format = agent.prompt_format_spec()
 
-    def text(self, obs: Mapping[str, Any], history: Sequence[tuple[str, str]], subgoal: str | None) -> str:
-        messages = render_messages(self.format, obs, history=history, subgoal=subgoal, options=self.options)
+    def text(self, obs: Mapping[str, Any], history: Sequence[tuple[str, str]], carried: str | None) -> str:
+        messages = render_messages(self.format, obs, history=history, carried=carried, options=self.options)
         if self.agent.task_reminder:
             messages[-1] = {**messages[-1], "content": f"{messages[-1]['content']}\nYour task is to: {obs.get('task', '')}"}
         return self.policy.apply_chat_template(messages)
 
-    def __call__(self, obs: Mapping[str, Any], history: Sequence[tuple[str, str]], subgoal: str | None) -> list[int]:
-        return self.policy.encode([self.text(obs, history, subgoal)], max_tokens=self.agent.max_prompt_tokens)[0]
+    def __call__(self, obs: Mapping[str, Any], history: Sequence[tuple[str, str]], carried: str | None) -> list[int]:
+        return self.policy.encode([self.text(obs, history, carried)], max_tokens=self.agent.max_prompt_tokens)[0]
 
 
 # --------------------------------------------------------------------------------------------- collector
@@ -286,36 +293,42 @@ class _Episode:
     obs: dict[str, Any]
     info: dict[str, Any]
     history: list[tuple[str, str]] = field(default_factory=list)
-    subgoal: str | None = None
+    carried: str | None = None
     active: bool = True
 
 
 class RolloutCollector:
     """Plays tasks with a policy on a set of envs, all active prompts in one batched ``generate`` per turn.
 
+    A method that records more per turn subclasses it and overrides :meth:`turn_extras`.
+
     Args:
-        policy: the :class:`~trainers.core.policy.Policy` to sample from.
+        policy: what to sample from (a :class:`~trainers.core.policy.Policy`, or any
+            :class:`~trainers.core.policy.Sampler`).
         envs: a list of envs or a Gymnasium vector env.
         agent: prompt format and sampling settings.
         generator: torch generator for sampling (the trainer's, so a run is reproducible).
         autocast: a context-manager factory wrapped around ``generate`` (e.g. ``accelerator.autocast``).
+        renderer: observation + history -> prompt ids (default: a :class:`PromptRenderer` of ``agent``).
     """
 
     def __init__(
         self,
-        policy: Policy,
+        policy: Sampler,
         envs: Sequence[gym.Env] | gym.vector.VectorEnv,
         agent: AgentSpec,
         *,
         generator: torch.Generator | None = None,
         autocast: Callable[[], Any] | None = None,
+        renderer: PromptRenderer | None = None,
     ) -> None:
         self.policy = policy
         self.slots = _Slots(envs)
         self.agent = agent
         self.generator = generator
         self.autocast = autocast
-        self.prompt_ids = PromptRenderer(policy, agent)
+        self.prompt_ids = renderer or PromptRenderer(policy, agent)
+        self.carry = self.prompt_ids.format.carry
         self.next_traj_id = 0
 
     # ---------------------------------------------------------------------------------- rollouts
@@ -345,7 +358,7 @@ class RolloutCollector:
             active = [i for i, e in enumerate(eps) if e.active]
             if not active:
                 break
-            prompts = [self.prompt_ids(eps[i].obs, eps[i].history, eps[i].subgoal) for i in active]
+            prompts = [self.prompt_ids(eps[i].obs, eps[i].history, eps[i].carried) for i in active]
             t0 = time.perf_counter()
             gens = self._generate(prompts, temperature)
             stats.generate_s += time.perf_counter() - t0
@@ -362,11 +375,11 @@ class RolloutCollector:
                 e.traj.turns[-1].truncated = True
                 e.active = False
             if not e.traj.terminated:
-                e.traj.next_prompt_ids = self.prompt_ids(e.obs, e.history, e.subgoal)
+                e.traj.next_prompt_ids = self.prompt_ids(e.obs, e.history, e.carried)
         stats.total_s = time.perf_counter() - start
         return [e.traj for e in eps], stats
 
-    def _generate(self, prompts: list[list[int]], temperature: float) -> list[Any]:
+    def _generate(self, prompts: list[list[int]], temperature: float) -> list[Generation]:
         kwargs = dict(
             max_new_tokens=self.agent.max_new_tokens,
             temperature=temperature,
@@ -379,9 +392,8 @@ class RolloutCollector:
         with self.autocast():
             return self.policy.generate(prompts, **kwargs)
 
-    def _record(self, ep: _Episode, turn_idx: int, prompt: list[int], gen: Any, result: tuple) -> None:
+    def _record(self, ep: _Episode, turn_idx: int, prompt: list[int], gen: Generation, result: tuple) -> None:
         obs, reward, term, trunc, info = result
-        parsed = parse_action(gen.text)
         turn = Turn(
             prompt_ids=prompt,
             response_ids=list(gen.response_ids),
@@ -404,17 +416,32 @@ class RolloutCollector:
             format_ok=bool(info.get("format_ok", True)),
             won=bool(info.get("won", False)),
             finished=gen.finished,
-            extras={"switch": parsed.switch, "subgoal": parsed.subgoal},
+            entropy=gen.mean_entropy,
         )
+        mask, extras = self.turn_extras(ep.obs, gen, result)
+        if mask is not None:
+            turn.response_mask = mask
+        turn.extras.update(extras)
         ep.traj.turns.append(turn)
         shown = turn.command or gen.text.strip()[:200]
         ep.history.append((turn.observation, shown))
-        if parsed.subgoal:
-            ep.subgoal = parsed.subgoal
+        if self.carry is not None:
+            written = getattr(parse_action(gen.text), self.carry, None)
+            if written:
+                ep.carried = written
         ep.obs, ep.info = obs, info
         ep.traj.won = ep.traj.won or turn.won
         if term or trunc:
             ep.traj.terminated, ep.traj.truncated, ep.active = term, trunc and not term, False
+
+    def turn_extras(
+        self, obs: Mapping[str, Any], gen: Generation, result: tuple
+    ) -> tuple[list[int] | None, dict[str, Any]]:
+        """What a method records on a turn besides the generic fields: a ``response_mask`` replacing the
+        default (every sampled token trainable; None keeps it) and ``Turn.extras`` entries. ``obs`` is the
+        observation the response answered, ``result`` the env step's ``(obs, reward, terminated, truncated,
+        info)``. The generic collector records nothing."""
+        return None, {}
 
 
 def _chunks(xs: list[TaskSpec], n: int) -> Iterator[list[TaskSpec]]:
@@ -430,13 +457,13 @@ def turn_batch(
     values: torch.Tensor | None = None,
     last_values: torch.Tensor | None = None,
     with_state_keys: bool = True,
-    **per_turn: torch.Tensor | None,
+    extras: Mapping[str, torch.Tensor] | None = None,
 ) -> TurnBatch:
     """The :class:`TurnBatch` of ``trajs`` (turns flattened trajectory-major, as :func:`flat_turns`).
 
-    ``rewards`` [N] overrides the env rewards (a trainer's ``score``); ``values``/``last_values`` and
-    ``per_turn`` tensors (``seg_start``, ``v_high`` ...) are passed through. Trajectory ids are renumbered
-    0..M-1 in order; ``state_keys`` are the turns' ``state_hash``.
+    ``rewards`` [N] overrides the env rewards (a trainer's ``score``); ``values``/``last_values`` and the
+    per-turn ``extras`` a method's estimator reads are passed through. Trajectory ids are renumbered 0..M-1 in
+    order; ``state_keys`` are the turns' ``state_hash``.
     """
     turns = flat_turns(trajs)
     r = torch.tensor([t.reward for t in turns], dtype=torch.float32) if rewards is None else rewards.float()
@@ -450,7 +477,7 @@ def turn_batch(
         values=values,
         last_values=last_values,
         state_keys=tuple(t.state_hash for t in turns) if with_state_keys else None,
-        **per_turn,
+        extras=dict(extras or {}),
     )
 
 

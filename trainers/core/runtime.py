@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -36,7 +36,7 @@ from trainers.core.checkpoint import (
 from trainers.core.evaluation import evaluate_policy, report_metrics, split_tasks
 from trainers.core.logger import RunLogger, save_transcripts
 from trainers.core.policy import LoraSpec, Policy
-from trainers.core.rollout import PromptRenderer, TaskSpec
+from trainers.core.rollout import TaskSpec
 from trainers.core.rundir import RunDirError, RunLock, claim_run_dir, config_json, record_resume
 from trainers.core.sft import expert_corpus, expert_samples, sft_train
 
@@ -77,8 +77,6 @@ class RuntimeMixin:
         self.task_rng = np.random.default_rng([cfg.seed, self.rank, 1])
         self.step = 0
         self.env_steps_total = 0
-        self.trained_tokens = 0
-        self.rollout_stats = None
         self.logger: RunLogger | None = None
         self.eval_history: list[dict[str, Any]] = []
         self.run_lock: RunLock | None = None
@@ -138,6 +136,32 @@ class RuntimeMixin:
             out = self.module(input_ids=ids, use_cache=False, logits_to_keep=1)
         return out.logits.float().sum() * 0.0
 
+    def optimizer_step(
+        self,
+        module: torch.nn.Module,
+        optimizer: Any,
+        params: list[torch.nn.Parameter],
+        parts: Iterable[tuple[Tensor, dict[str, float]]],
+        sync_loss: Callable[[], Tensor],
+        *,
+        norm_key: str,
+    ) -> dict[str, float]:
+        """The one micro-batch loop of every optimizer step (policy or critic): backward each part's loss
+        (already scaled to its share of the step; gradients accumulate, :meth:`backward_micro_batches`), sum
+        each part's statistics (already scaled likewise), clip and step. Returns the summed statistics plus the
+        pre-clip gradient norm under ``norm_key``."""
+        acc: dict[str, float] = {}
+
+        def losses() -> Iterator[Tensor]:
+            for loss, stats in parts:
+                for key, v in stats.items():
+                    acc[key] = acc.get(key, 0.0) + v
+                yield loss
+
+        self.backward_micro_batches(module, losses(), sync_loss)
+        acc[norm_key] = self.clip_and_step(optimizer, params)
+        return acc
+
     def clip_and_step(self, optimizer: Any, params: list[torch.nn.Parameter]) -> float:
         """Clip gradients to ``max_grad_norm`` (if set), step, zero; returns the pre-clip norm."""
         cfg = self.config
@@ -166,17 +190,21 @@ class RuntimeMixin:
         return dict(zip(keys, t.tolist(), strict=True))
 
     # -------------------------------------------------------------------------------- warm start
+    def sft_env(self) -> gym.Env:
+        """The env the expert plays for the SFT warm start (PilotRL wraps it to mix plan modes)."""
+        return self.env_fn()
+
     def warm_start(self) -> dict[str, float]:
         """SFT on ``sft_episodes`` expert episodes (split across processes); returns metrics."""
         cfg = self.config
         if cfg.sft_episodes <= 0:
             return {}
-        env = self.env_fn()
+        env = self.sft_env()
         try:
             opts = {"split": cfg.sft_split} if cfg.sft_split else None
             mine = range(self.rank, cfg.sft_episodes, self.accelerator.num_processes)
             tasks = [TaskSpec(200_000 + cfg.seed * 100_003 + i, opts) for i in mine]
-            samples = expert_samples(env, tasks, PromptRenderer(self.policy, self.agent), think=cfg.sft_think,
+            samples = expert_samples(env, tasks, self.build_renderer(self.policy), think=cfg.sft_think,
                                      max_turns=cfg.max_turns, noise=cfg.sft_noise,
                                      rng=np.random.default_rng([cfg.seed, self.rank, 2]))
         finally:

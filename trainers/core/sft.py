@@ -11,8 +11,8 @@ convention) and the response an expert would write in the chosen format
 - ``plan`` (formats with a plan field, e.g. ``adaplan``): the oracle plan at turn 0 whenever the prompt
   shows no plan (``obs["plan"]`` from ``plan_mode="oracle"``, else the task's milestones
   ``info["subgoals"]``); with ``plan_mode="agent"`` the env then shows that declared plan in later prompts;
-- ``switch``/``subgoal`` (``hiper``): the current milestone as subgoal, ``SWITCH`` when it changed since the
-  previous turn (and at turn 0), else ``KEEP``.
+- ``subgoal`` (formats with that part): the current milestone; a format may add parts of its own through
+  its ``expert`` hook (``trainers/hiper/prompt.py``: ``SWITCH`` when the milestone changed, else ``KEEP``).
 
 The env is stepped with the full rendered response, so the transcript is exactly what the agent would
 have produced. :func:`sft_train` minimises the token-mean negative log-likelihood of the response tokens
@@ -38,7 +38,7 @@ from trainers.core.policy import Policy
 from trainers.core.prompts import get_format, render_expert_response
 from trainers.core.rollout import PromptRenderer, TaskSpec
 
-__all__ = ["SFTSample", "THINK_MODES", "expert_corpus", "expert_response", "expert_samples", "sft_train"]
+__all__ = ["SFTSample", "THINK_MODES", "current_milestone", "expert_corpus", "expert_response", "expert_samples", "sft_train"]
 
 THINK_MODES = ("subgoal", "default", "none")
 
@@ -53,7 +53,8 @@ class SFTSample:
     task_type: str = ""
 
 
-def _current_subgoal(info: dict[str, Any]) -> str | None:
+def current_milestone(info: dict[str, Any]) -> str | None:
+    """The first milestone (``info["subgoals"]``) not yet reached; the last one when all are; None without any."""
     goals = [str(g) for g in info.get("subgoals", ()) or ()]
     done = int(np.sum(np.asarray(info.get("subgoals_done", ()), dtype=np.int64))) if goals else 0
     return goals[done] if done < len(goals) else (goals[-1] if goals else None)
@@ -65,25 +66,28 @@ def expert_response(
     info: dict[str, Any],
     *,
     turn_idx: int,
-    previous_subgoal: str | None,
+    previous: str | None,
     think: str = "subgoal",
 ) -> tuple[str, str | None]:
-    """``(response text, current subgoal)`` an expert writes for this turn (see the module docstring)."""
+    """``(response text, carried value)`` an expert writes for this turn (see the module docstring);
+    ``previous`` is the value the format carried so far (None for formats that carry nothing)."""
     if think not in THINK_MODES:
         raise ValueError(f"think must be one of {THINK_MODES}, got {think!r}")
     action = str(info["expert_action"])
-    subgoal = _current_subgoal(info)
+    milestone = current_milestone(info)
     plan = None
     f = get_format(fmt)
     shown = [str(s) for s in obs.get("plan", ()) or ()]
     if "plan" in f.fields and turn_idx == 0 and not shown:
         plan = [str(s) for s in info.get("subgoals", ()) or ()] or None
-    think_text = {"subgoal": subgoal, "default": None, "none": ""}[think]
-    switch = "SWITCH" if turn_idx == 0 or subgoal != previous_subgoal else "KEEP"
-    text = render_expert_response(
-        f, action=action, plan=plan, subgoal=subgoal or action, switch=switch, think=think_text
-    )
-    return text, subgoal
+    think_text = {"subgoal": milestone, "default": None, "none": ""}[think]
+    parts: dict[str, str | None] = {"subgoal": milestone}
+    if f.expert is not None:
+        parts.update(f.expert({"action": action, "plan": None, "think": think_text, **parts}, turn_idx=turn_idx,
+                              previous=previous))
+    written = {**parts, "subgoal": milestone or action}
+    text = render_expert_response(f, action=action, plan=plan, think=think_text, **written)
+    return text, (parts.get(f.carry) if f.carry is not None else None)
 
 
 def expert_samples(
@@ -116,14 +120,12 @@ def expert_samples(
     for task in tasks:
         obs, info = env.reset(seed=task.seed, options=None if task.options is None else dict(task.options))
         history: list[tuple[str, str]] = []
-        agent_subgoal: str | None = None  # what the agent's prompt shows (hiper): the last written subgoal
+        carried: str | None = None  # what the prompt shows of the format's carried part, if any
         for turn_idx in range(max_turns):
             if not info.get("expert_action"):
                 break
-            prompt = render(obs, history, agent_subgoal)
-            text, subgoal = expert_response(
-                fmt, obs, info, turn_idx=turn_idx, previous_subgoal=agent_subgoal, think=think
-            )
+            prompt = render(obs, history, carried)
+            text, written = expert_response(fmt, obs, info, turn_idx=turn_idx, previous=carried, think=think)
             response = policy.encode([text])[0] + eos
             out.append(SFTSample(prompt, response, text, str(info.get("task_type", ""))))
             observation = str(obs.get("text", ""))
@@ -131,7 +133,7 @@ def expert_samples(
             if turn_idx > 0 and noise > 0 and commands and rng.random() < noise:
                 text = commands[int(rng.integers(len(commands)))]  # a mistake: executed, not a target
             else:
-                agent_subgoal = subgoal or agent_subgoal
+                carried = written or carried
             obs, _, term, trunc, info = env.step(text)
             history.append((observation, str(info.get("command") or text)))
             if term or trunc:

@@ -28,9 +28,12 @@ from typing import Any
 
 import torch
 
+from pilot_envs.core.protocol import TAGS
+
 __all__ = ["DEFAULT_TAGS", "tag_char_spans", "tag_token_masks", "tag_token_masks_batch", "token_char_spans"]
 
-DEFAULT_TAGS: tuple[str, ...] = ("plan", "action", "think", "switch", "subgoal")
+DEFAULT_TAGS: tuple[str, ...] = TAGS
+"""The env protocol's tags (``pilot_envs.core.protocol.TAGS``)."""
 
 
 def _common_prefix(a: str, b: str) -> int:

@@ -3,26 +3,30 @@
 One iteration reads top to bottom (:meth:`Trainer.train_step`)::
 
     tasks = self.sample_tasks()                      # G rollouts per task (group sampling)
-    trajs = self.collect(tasks)                      # batched multi-turn rollouts
+    trajs, rollout = self.collect(tasks)             # batched multi-turn rollouts + their timing
     batch = self.make_batch(trajs)                   # one row per turn: prompt, response, old logprobs
     batch.rewards = self.score(batch)                # per-turn rewards [N]
-    adv = self.compute_advantages(batch)             # ADVANTAGES[config.advantage](TurnBatch, cfg)
-    batch.advantages = self.token_advantages(batch, adv)   # per-token advantages [N, T]
+    batch.adv_output = self.compute_advantages(batch)  # ADVANTAGES[config.advantage](TurnBatch, cfg)
+    batch.advantages = self.token_advantages(batch, batch.adv_output)   # per-token advantages [N, T]
     batch.weights = self.loss_weights(batch)         # per-token loss weights [N, T] (0 = not trained)
-    stats = self.update(batch)                       # loss_terms per micro-batch -> optimizer step(s)
-    metrics = self.metrics(batch, stats)             # env/*, losses/*, policy/*, perf/*
+    update = self.update(batch)                      # loss_terms per micro-batch -> optimizer step(s)
+    metrics = self.metrics(batch, rollout, update)   # env/*, losses/*, policy/*, perf/*
 
-Method trainers override hooks, never the loop: PilotRL (``sample_tasks``/``score``/``token_weights`` per
-stage), HiPER (``compute_advantages``/``token_advantages`` with a 3-head critic, ``update_critic``), EPO
-(``loss_terms`` plus ``on_step_end``). Distributed training goes through Accelerate (DDP): every process
-plays its own tasks, gradients are averaged, so replicas stay identical.
+State passes through these arguments and return values; what a method adds to a batch lives in the batch's
+checked ``extras`` under the method's own key constants (:mod:`trainers.core.batch`). Method trainers override
+hooks, never the loop: e.g. PilotRL (``build_collector``/``collect``/``score``/``token_weights`` per stage),
+HiPER (``advantage_batch``/``compute_advantages``/``token_advantages`` with a 3-head critic,
+``update_critic``), EPO (``loss_terms`` plus ``on_step_end``), EMPG (``compute_advantages``). Every optimizer
+step - policy or critic - goes through one micro-batch / backward / clip loop
+(:meth:`~trainers.core.runtime.RuntimeMixin.optimizer_step`). Distributed training goes through Accelerate
+(DDP): every process plays its own tasks, gradients are averaged, so replicas stay identical.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,63 +35,37 @@ import gymnasium as gym
 import torch
 from torch import Tensor
 
+from pilot_envs.core.contract import text_env
 from trainers.core.advantages import AdvantageConfig, AdvantageOutput, TurnBatch, standardise
+from trainers.core.batch import RLBatch
 from trainers.core.config import TrainerConfig
 from trainers.core.logger import RunLogger
 from trainers.core.losses import aggregate_weights, entropy_bonus, kl_low_var, masked_mean
-from trainers.core.policy import Policy, TokenLogprobs
-from trainers.core.registry import ADVANTAGES, LOSSES
+from trainers.core.policy import Policy, Sampler, TokenLogprobs
+from trainers.core.registry import ADVANTAGES, POLICY_LOSSES
 from trainers.core.rollout import (
     AgentSpec,
+    PromptRenderer,
     RolloutCollector,
     RolloutStats,
     TaskSpec,
     Trajectory,
-    Turn,
     expand_groups,
-    flat_turns,
     turn_batch,
 )
 from trainers.core.runtime import RuntimeMixin
 
-__all__ = ["RLBatch", "Trainer"]
-
-
-def _pad(rows: Sequence[Sequence[float]], width: int, value: float = 0.0) -> Tensor:
-    out = torch.full((len(rows), width), value, dtype=torch.float32)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = torch.tensor(list(r), dtype=torch.float32)
-    return out
+__all__ = ["RLBatch", "Trainer", "UpdateStats"]
 
 
 @dataclass
-class RLBatch:
-    """Every turn of an iteration as one training row (trajectory-major, turn-minor)."""
+class UpdateStats:
+    """What :meth:`Trainer.update` did: its statistics (averaged over optimizer steps) and the padded tokens
+    forwarded and backpropagated through the policy, for ``perf/train_tokens_per_s``."""
 
-    trajectories: list[Trajectory]
-    turns: list[Turn]
-    prompt_ids: list[list[int]]
-    response_ids: list[list[int]]
-    old_logprobs: Tensor
-    """[N, T] sampling log-probs, 0 on padding."""
-    mask: Tensor
-    """[N, T] bool: policy tokens (the turns' ``response_mask``)."""
-    turn_idx: Tensor
-    """[N] turn index of each row."""
-    rewards: Tensor | None = None
-    """[N] per-turn rewards from :meth:`Trainer.score`."""
-    advantages: Tensor | None = None
-    """[N, T] per-token advantages."""
-    weights: Tensor | None = None
-    """[N, T] float per-token loss weights (0 = untrained)."""
-    ref_logprobs: Tensor | None = None
-    """[N, T] reference log-probs (when ``kl_coef > 0``)."""
-    adv_output: AdvantageOutput | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
-    """Trainer-specific per-row data (values, returns, tag masks ...)."""
-
-    def __len__(self) -> int:
-        return len(self.turns)
+    stats: dict[str, float] = field(default_factory=dict)
+    tokens: int = 0
+    seconds: float = 0.0
 
 
 class Trainer(RuntimeMixin):
@@ -114,11 +92,9 @@ class Trainer(RuntimeMixin):
         self.config = config
         self.setup_runtime(env_fn, policy, accelerator)
         cfg = config
-        self.agent = self.agent_spec()
         self.envs = [self.env_fn() for _ in range(cfg.num_envs)]
-        self.collector = RolloutCollector(
-            self.policy, self.envs, self.agent, generator=self.generator, autocast=self.accelerator.autocast
-        )
+        self.agent = self.agent_spec()
+        self.collector = self.build_collector(self.policy)
         self.ref_model = None
         if cfg.kl_coef > 0:
             self.ref_model = copy.deepcopy(self.policy.model).requires_grad_(False).eval()
@@ -142,7 +118,17 @@ class Trainer(RuntimeMixin):
             max_turns=cfg.max_turns,
             instruction=cfg.instruction,
             task_reminder=cfg.task_reminder,
+            domain=text_env(self.envs[0]).domain,
         )
+
+    def build_renderer(self, policy: Sampler) -> PromptRenderer:
+        """Observation + history -> prompt ids, for rollouts and SFT (a method with its own prompts overrides)."""
+        return PromptRenderer(policy, self.agent)
+
+    def build_collector(self, policy: Sampler) -> RolloutCollector:
+        """The collector of training rollouts on ``self.envs`` (a method that records more overrides it)."""
+        return RolloutCollector(policy, self.envs, self.agent, generator=self.generator,
+                                autocast=self.accelerator.autocast, renderer=self.build_renderer(policy))
 
     def advantage_config(self) -> AdvantageConfig:
         cfg = self.config
@@ -215,18 +201,16 @@ class Trainer(RuntimeMixin):
         """One iteration: collect -> score -> advantages -> loss -> step; returns its metrics."""
         t0 = time.perf_counter()
         tasks = self.sample_tasks()
-        trajs = self.collect(tasks)
+        trajs, rollout = self.collect(tasks)
         self.save_iteration_transcripts(trajs)
         batch = self.make_batch(trajs)
         batch.rewards = self.score(batch)
         batch.adv_output = self.compute_advantages(batch)
         batch.advantages = self.token_advantages(batch, batch.adv_output)
         batch.weights = self.loss_weights(batch)
-        t1 = time.perf_counter()
-        stats = self.update(batch)
-        stats["perf/update_s"] = time.perf_counter() - t1
-        stats["perf/iteration_s"] = time.perf_counter() - t0
-        metrics = self.metrics(batch, stats)
+        update = self.update(batch)
+        metrics = self.metrics(batch, rollout, update)
+        metrics["perf/iteration_s"] = time.perf_counter() - t0
         self.on_step_end(batch, metrics)
         return metrics
 
@@ -240,26 +224,13 @@ class Trainer(RuntimeMixin):
         first = self.step * cfg.tasks_per_iteration
         return expand_groups([TaskSpec(int(s), opts) for s in seeds], cfg.group_size, first_group=first)
 
-    def collect(self, tasks: Sequence[TaskSpec]) -> list[Trajectory]:
-        """Play the tasks with the current policy (batched, lockstep)."""
+    def collect(self, tasks: Sequence[TaskSpec]) -> tuple[list[Trajectory], RolloutStats]:
+        """Play the tasks with the current policy (batched, lockstep); trajectories and rollout timing."""
         self.policy.train(False)
-        trajs, stats = self.collector.collect(tasks)
-        self.rollout_stats = stats
-        return trajs
+        return self.collector.collect(tasks)
 
     def make_batch(self, trajs: list[Trajectory]) -> RLBatch:
-        turns = flat_turns(trajs)
-        width = max((len(t.response_ids) for t in turns), default=0)
-        mask = _pad([t.response_mask for t in turns], width) > 0
-        batch = RLBatch(
-            trajectories=trajs,
-            turns=turns,
-            prompt_ids=[t.prompt_ids for t in turns],
-            response_ids=[t.response_ids for t in turns],
-            old_logprobs=_pad([t.old_logprobs for t in turns], width),
-            mask=mask,
-            turn_idx=torch.tensor([t.turn_idx for t in turns], dtype=torch.long),
-        )
+        batch = RLBatch.from_trajectories(trajs)
         if self.ref_model is not None:
             batch.ref_logprobs = self.forward_no_grad(Policy(self.ref_model, self.policy.tokenizer), batch)
         return batch
@@ -310,7 +281,7 @@ class Trainer(RuntimeMixin):
         w = batch.weights[rows, :width].to(dev)
         adv = batch.advantages[rows, :width].to(dev)
         old = batch.old_logprobs[rows, :width].to(dev)
-        pg, st = LOSSES.get(cfg.policy_loss)(
+        pg, st = POLICY_LOSSES.get(cfg.policy_loss)(
             out.logprobs, old, adv, w, eps_lo=cfg.clip_lo, eps_hi=cfg.clip_hi, dual_clip=cfg.dual_clip
         )
         terms = {"policy": pg}
@@ -325,38 +296,39 @@ class Trainer(RuntimeMixin):
             terms["entropy_bonus"] = -cfg.entropy_coef * entropy_bonus(out.entropy, w)
         return terms, stats
 
-    def update(self, batch: RLBatch) -> dict[str, float]:
+    def update(self, batch: RLBatch) -> UpdateStats:
         """``ppo_epochs`` passes of ``mini_batches`` optimizer steps over the batch's rows."""
         cfg = self.config
+        start = time.perf_counter()
         acc: dict[str, float] = {}
-        steps = 0
-        self.trained_tokens = 0  # padded tokens through forward/backward this iteration (perf metric)
+        steps = tokens = 0
         self.policy.train(True)
         for _ in range(cfg.ppo_epochs):
             perm = torch.randperm(len(batch), generator=self.shuffle_gen).tolist()
             for k in range(cfg.mini_batches):
                 rows = perm[k :: cfg.mini_batches]
-                stats = self.policy_step(batch, rows)
+                stats, n = self.policy_step(batch, rows)
+                tokens += n
                 stats.update(self.update_critic(batch, rows))
                 for key, v in stats.items():
                     acc[key] = acc.get(key, 0.0) + v
                 steps += 1
         self.policy.train(False)
-        return {k: v / max(1, steps) for k, v in acc.items()}
+        return UpdateStats({k: v / max(1, steps) for k, v in acc.items()}, tokens, time.perf_counter() - start)
 
-    def policy_step(self, batch: RLBatch, rows: Sequence[int]) -> dict[str, float]:
-        """One optimizer step of the policy on ``rows``: micro-batched forward/backward, clip, step."""
+    def policy_step(self, batch: RLBatch, rows: Sequence[int]) -> tuple[dict[str, float], int]:
+        """One optimizer step of the policy on ``rows`` (micro-batched, :meth:`optimizer_step`); returns its
+        statistics and the padded tokens forwarded."""
         cfg = self.config
         total = self.global_sum(float(batch.weights[rows].sum()))
         if total <= 0:  # nothing to train on any process (e.g. a stage that trains only absent tags)
-            return {}
+            return {}, 0
         self.optimizer.zero_grad(set_to_none=True)
-        acc: dict[str, float] = {}
         prompts = [batch.prompt_ids[i] for i in rows]
         responses = [batch.response_ids[i] for i in rows]
         tokens = 0
 
-        def micro_losses() -> Iterable[Tensor]:
+        def parts() -> Iterator[tuple[Tensor, dict[str, float]]]:
             nonlocal tokens
             for mb in self.policy.iter_micro_batches(prompts, responses, cfg.micro_batch_tokens):
                 mb_rows = [rows[i] for i in mb.indices]
@@ -370,25 +342,22 @@ class Trainer(RuntimeMixin):
                 loss = sum(terms.values())
                 scale = share * self.accelerator.num_processes  # DDP averages gradients over processes
                 logged = {**{f"losses/{k}": t.detach() for k, t in terms.items()}, **stats, "losses/total": loss.detach()}
-                for key, v in logged.items():
-                    acc[key] = acc.get(key, 0.0) + float(v) * scale
                 tokens += mb.num_tokens
-                yield loss * scale
+                yield loss * scale, {key: float(v) * scale for key, v in logged.items()}
 
-        self.backward_micro_batches(self.module, micro_losses(), self.policy_sync_loss)
-        acc["policy/grad_norm"] = self.clip_and_step(self.optimizer, self.policy.parameters())
-        self.trained_tokens += tokens
-        return acc
+        acc = self.optimizer_step(self.module, self.optimizer, self.policy.parameters(), parts(),
+                                  self.policy_sync_loss, norm_key="policy/grad_norm")
+        return acc, tokens
 
     def update_critic(self, batch: RLBatch, rows: Sequence[int]) -> dict[str, float]:
         """Critic step on ``rows`` (trainers with a critic override it); returns stats."""
         return {}
 
     # -------------------------------------------------------------------------------------- log
-    def metrics(self, batch: RLBatch, stats: dict[str, float]) -> dict[str, float]:
+    def metrics(self, batch: RLBatch, rollout: RolloutStats, update: UpdateStats) -> dict[str, float]:
         """Iteration metrics (per process; :meth:`train` averages them over processes)."""
         trajs, turns = batch.trajectories, batch.turns
-        rs: RolloutStats = self.rollout_stats
+        rs = rollout
         n_tr, n_tu = max(1, len(trajs)), max(1, len(turns))
         adv = batch.adv_output.advantages if batch.adv_output is not None else torch.zeros(1)
         m = {
@@ -410,8 +379,9 @@ class Trainer(RuntimeMixin):
         }
         if batch.adv_output is not None:
             m.update({f"adv/{k}": float(v) for k, v in batch.adv_output.stats.items()})
-        m["perf/train_tokens_per_s"] = self.trained_tokens / max(stats.get("perf/update_s", 0.0), 1e-9)
-        m.update(stats)
+        m["perf/train_tokens_per_s"] = update.tokens / max(update.seconds, 1e-9)
+        m["perf/update_s"] = update.seconds
+        m.update(update.stats)
         return m
 
     def on_step_end(self, batch: RLBatch, metrics: dict[str, float]) -> None:

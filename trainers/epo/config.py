@@ -7,7 +7,7 @@ which means "the chosen base's default", so ``python -m trainers epo --base ppo`
 :meth:`EPOConfig.base_config` gives the baseline's own config with the same shared fields; it is built (and
 so validated by the baseline's own checks) in ``__post_init__``.
 
-EPO's coefficients (METHODS.md, the released ALFWorld/ScienceWorld commands): c_H = ``entropy_coef`` =
+EPO's coefficients (docs/methods.md, "EPO": the released ALFWorld/ScienceWorld commands): c_H = ``entropy_coef`` =
 0.001, beta = ``epo_beta`` = 1, c_KL = ``kl_coef`` = 0.01, band kappa = (``epo_kappa_lo``, ``epo_kappa_hi``)
 = (0, 2.0), alpha = ``epo_alpha`` = 0.1 on ALFWorld (:data:`EPO_ALPHA` lists 0.05 for ScienceWorld).
 """

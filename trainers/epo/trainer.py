@@ -7,18 +7,21 @@ The loss of one iteration e (of E, the schedule length) is
 
 with H the full-vocabulary entropy at every policy token of every turn, tau the token's turn index and
 Hbar_tau the historical reference: the mean over past iterations (optionally the last ``epo_history_window``)
-of the batch's token-mean entropy at turn index tau (:class:`~trainers.core.losses.EntropyHistory`). P is
-the differentiable smoothing band (METHODS.md **Decision**: EPO's released indicator has no gradient), so
-minimising L raises entropy below the band and lowers it above. w(e) is EPO's phase weight
-(:func:`~trainers.core.losses.epo_phase_weight`). Everything else - collect, advantages, PPO clip, KL,
+of the batch's token-mean entropy at turn index tau (:class:`~trainers.epo.entropy.EntropyHistory`). P is
+the differentiable smoothing band (our decision, docs/methods.md "EPO": EPO's released indicator has no
+gradient), so minimising L raises entropy below the band and lowers it above. w(e) is EPO's phase weight
+(:func:`~trainers.epo.entropy.epo_phase_weight`). Everything else - collect, advantages, PPO clip, KL,
 critic - is the base trainer's, untouched: the mixin only overrides hooks.
 
-Bookkeeping per iteration: before the update, each row gets the reference of its turn index from the
-history of *past* iterations (rows whose turn index the history has never seen get no band penalty: there
-is no reference yet, e.g. the whole first iteration); during the update, the entropy of each row is recorded
-the first time the row is forwarded (first epoch: the rollout policy when ``mini_batches`` is 1); after the
-iteration the per-turn token-means (summed over processes under DDP, so every replica holds the same history)
-enter the history. The history is part of the checkpoint, so a resumed run continues exactly.
+Bookkeeping per iteration, all of it per row in the batch's checked ``extras`` under this module's keys:
+before the update, each row gets the reference of its turn index from the history of *past* iterations
+(:data:`ENTROPY_REF`; rows whose turn index the history has never seen get no band penalty: there is no
+reference yet, e.g. the whole first iteration); during the update, the entropy of each row is recorded the
+first time the row is forwarded (:data:`ENTROPY_SUM`, :data:`ENTROPY_COUNT`, :data:`SEEN`; first epoch: the
+rollout policy when ``mini_batches`` is 1); after the iteration the per-turn token-means (summed over
+processes under DDP, so every replica holds the same history) enter the history. The phase weight is a
+function of the iteration (:meth:`EPOMixin.phase_weight`). The history is part of the checkpoint, so a resumed
+run continues exactly.
 
 Logged (besides the base's metrics; ``losses/entropy_bonus`` = -c_H H and ``losses/epo_band`` =
 c_H beta w P are loss terms): ``epo/entropy_turn_{k}`` (token-mean entropy at turn index k this iteration),
@@ -36,18 +39,26 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from trainers.core.losses import EntropyHistory, epo_phase_weight
 from trainers.core.policy import TokenLogprobs
-from trainers.core.registry import LOSSES
-from trainers.core.trainer import RLBatch, Trainer
+from trainers.core.rollout import RolloutStats
+from trainers.core.trainer import RLBatch, Trainer, UpdateStats
 from trainers.epo.config import EPOConfig
+from trainers.epo.entropy import EntropyHistory, epo_band_penalty, epo_phase_weight
 from trainers.grpo.trainer import GRPOTrainer
 from trainers.ppo.trainer import PPOTrainer
 
-__all__ = ["EPOGRPOTrainer", "EPOMixin", "EPOPPOTrainer", "TRAINERS", "make_trainer"]
+__all__ = ["ENTROPY_COUNT", "ENTROPY_REF", "ENTROPY_SUM", "EPOGRPOTrainer", "EPOMixin", "EPOPPOTrainer", "SEEN",
+           "TRAINERS", "make_trainer"]
 
-_REF, _SUM, _COUNT, _SEEN, _MEANS, _W = ("epo_ref", "epo_entropy_sum", "epo_entropy_count", "epo_seen", "epo_turn_stats",
-                                        "epo_phase_weight")
+ENTROPY_REF = "epo/entropy_ref"
+"""``RLBatch.extras``: float [N], the historical reference Hbar of each row's turn index (NaN: none yet)."""
+ENTROPY_SUM = "epo/entropy_sum"
+"""``RLBatch.extras``: float64 [N], the sum of the row's token entropies at its first forward this iteration."""
+ENTROPY_COUNT = "epo/entropy_count"
+"""``RLBatch.extras``: float64 [N], how many trained tokens that sum covers."""
+SEEN = "epo/seen_order"
+"""``RLBatch.extras``: int64 [N], when the row was first forwarded this iteration (its entropy recorded then;
+-1: not yet). Per-turn sums are accumulated in this order, as the rows were processed."""
 
 
 class EPOMixin:
@@ -81,21 +92,18 @@ class EPOMixin:
         return self.entropy_history.reference_tensor(turn_idx.cpu(), float("nan"))
 
     # -------------------------------------------------------------------------------------- update
-    def update(self, batch: RLBatch) -> dict[str, float]:
+    def update(self, batch: RLBatch) -> UpdateStats:
         """Fix this iteration's references (past iterations only), then the base's update."""
         self.begin_epo_iteration(batch)
         return super().update(batch)  # type: ignore[misc]
 
     def begin_epo_iteration(self, batch: RLBatch) -> None:
-        """This iteration's phase weight, per-row references and empty per-turn entropy accumulators
-        (in ``batch.extras``)."""
-        n = max([self.config.max_turns, *(int(t) + 1 for t in batch.turn_idx.tolist())])
-        batch.extras[_W] = self.phase_weight()
-        batch.extras[_REF] = self.entropy_reference(batch.turn_idx)
-        batch.extras[_SUM] = torch.zeros(n, dtype=torch.float64)
-        batch.extras[_COUNT] = torch.zeros(n, dtype=torch.float64)
-        batch.extras[_SEEN] = torch.zeros(len(batch), dtype=torch.bool)
-        batch.extras.pop(_MEANS, None)
+        """This iteration's per-row references and empty per-row entropy accumulators (``batch.extras``)."""
+        n = len(batch)
+        batch.extras[ENTROPY_REF] = self.entropy_reference(batch.turn_idx)
+        batch.extras[ENTROPY_SUM] = torch.zeros(n, dtype=torch.float64)
+        batch.extras[ENTROPY_COUNT] = torch.zeros(n, dtype=torch.float64)
+        batch.extras[SEEN] = torch.full((n,), -1, dtype=torch.long)
 
     def loss_terms(
         self, batch: RLBatch, rows: Sequence[int], out: TokenLogprobs
@@ -105,52 +113,55 @@ class EPOMixin:
         if out.entropy is None:
             return terms, stats
         cfg = self.config
-        if _REF not in batch.extras:
+        if ENTROPY_REF not in batch.extras:
             self.begin_epo_iteration(batch)
         ent = out.entropy
         dev = ent.device
         w = batch.weights[rows, : ent.shape[1]].to(dev)
         self._record_entropy(batch, rows, ent.detach(), w)
-        ref = batch.extras[_REF][list(rows)].to(dev)
+        ref = batch.extras[ENTROPY_REF][list(rows)].to(dev)
         has_ref = ~torch.isnan(ref)
         band_w = w * has_ref[:, None].to(w.dtype)
-        band = LOSSES.get("epo_band_penalty")
-        penalty, outside = band(ent, torch.nan_to_num(ref, nan=0.0), band_w, kappa_lo=cfg.epo_kappa_lo,
-                                kappa_hi=cfg.epo_kappa_hi, alpha=cfg.epo_alpha)
+        penalty, outside = epo_band_penalty(ent, torch.nan_to_num(ref, nan=0.0), band_w, kappa_lo=cfg.epo_kappa_lo,
+                                            kappa_hi=cfg.epo_kappa_hi, alpha=cfg.epo_alpha)
         # token-mean over all of the micro-batch's trained tokens (those without a reference count as inside)
         share = band_w.sum() / w.sum().clamp_min(torch.finfo(w.dtype).tiny)
         penalty, outside = penalty * share.to(penalty.dtype), outside * share.to(outside.dtype)
-        terms["epo_band"] = cfg.entropy_coef * cfg.epo_beta * batch.extras[_W] * penalty
+        terms["epo_band"] = cfg.entropy_coef * cfg.epo_beta * self.phase_weight() * penalty
         stats["epo/band_penalty"] = penalty.detach()
         stats["epo/outside_band_frac"] = outside.detach()
         return terms, stats
 
     def _record_entropy(self, batch: RLBatch, rows: Sequence[int], ent: Tensor, w: Tensor) -> None:
-        """Add the entropy of rows forwarded for the first time this iteration to the per-turn sums."""
+        """Record the entropy sums and token counts of the rows forwarded for the first time this iteration."""
         idx = torch.as_tensor(list(rows), dtype=torch.long)
-        seen = batch.extras[_SEEN]
-        new = ~seen[idx]
+        seen = batch.extras[SEEN]
+        new = seen[idx] < 0
         if not bool(new.any()):
             return
-        seen[idx] = True
+        seen[idx[new]] = int((seen >= 0).sum()) + torch.arange(int(new.sum()))
         m = (w > 0) & new.to(w.device)[:, None]
         sums = torch.where(m, ent, torch.zeros((), dtype=ent.dtype, device=ent.device)).double().sum(-1).cpu()
-        turn = batch.turn_idx[idx]
-        batch.extras[_SUM].index_add_(0, turn, sums)
-        batch.extras[_COUNT].index_add_(0, turn, m.sum(-1).double().cpu())
+        batch.extras[ENTROPY_SUM].index_add_(0, idx, sums)
+        batch.extras[ENTROPY_COUNT].index_add_(0, idx, m.sum(-1).double().cpu())
 
     # ------------------------------------------------------------------------------------- history
     def turn_entropy_stats(self, batch: RLBatch) -> tuple[Tensor, Tensor]:
-        """This iteration's per-turn-index entropy sums and token counts over all processes ([n] float64)."""
-        if _MEANS not in batch.extras:
-            sums = batch.extras.get(_SUM, torch.zeros(0, dtype=torch.float64))
-            counts = batch.extras.get(_COUNT, torch.zeros(0, dtype=torch.float64))
-            acc = self.accelerator  # type: ignore[attr-defined]
-            if acc.num_processes > 1 and sums.numel():
-                both = acc.reduce(torch.cat([sums, counts]).to(acc.device), reduction="sum").cpu()
-                sums, counts = both[: sums.numel()], both[sums.numel() :]
-            batch.extras[_MEANS] = (sums, counts)
-        return batch.extras[_MEANS]
+        """This iteration's per-turn-index entropy sums and token counts over all processes ([n] float64, n the
+        turn cap or more)."""
+        n = max([self.config.max_turns, *(int(t) + 1 for t in batch.turn_idx.tolist())])
+        sums = torch.zeros(n, dtype=torch.float64)
+        counts = torch.zeros(n, dtype=torch.float64)
+        if SEEN in batch.extras:
+            order = batch.extras[SEEN]
+            rows = torch.argsort(torch.where(order < 0, len(order) + torch.arange(len(order)), order))
+            sums.index_add_(0, batch.turn_idx[rows], batch.extras[ENTROPY_SUM][rows])
+            counts.index_add_(0, batch.turn_idx[rows], batch.extras[ENTROPY_COUNT][rows])
+        acc = self.accelerator  # type: ignore[attr-defined]
+        if acc.num_processes > 1:
+            both = acc.reduce(torch.cat([sums, counts]).to(acc.device), reduction="sum").cpu()
+            sums, counts = both[:n], both[n:]
+        return sums, counts
 
     def turn_entropy(self, batch: RLBatch) -> dict[int, float]:
         """{turn index: token-mean entropy} of this iteration (all processes), turn indices with tokens only."""
@@ -165,11 +176,11 @@ class EPOMixin:
             self.entropy_history.update(means)
 
     # ----------------------------------------------------------------------------------------- log
-    def metrics(self, batch: RLBatch, stats: dict[str, float]) -> dict[str, float]:
-        m = super().metrics(batch, stats)  # type: ignore[misc]
+    def metrics(self, batch: RLBatch, rollout: RolloutStats, update: UpdateStats) -> dict[str, float]:
+        m = super().metrics(batch, rollout, update)  # type: ignore[misc]
         cfg = self.config
-        if _W in batch.extras:
-            m["epo/phase_weight"] = batch.extras[_W]
+        if ENTROPY_REF in batch.extras:
+            m["epo/phase_weight"] = self.phase_weight()
         sums, counts = self.turn_entropy_stats(batch)
         hist = self.entropy_history
         for k in range(min(cfg.epo_log_turns, counts.numel())):

@@ -20,7 +20,8 @@ class HiPERConfig(PPOConfig):
     prompt_format: str = "hiper"
     """Agent format; it must have ``switch``, ``subgoal`` and ``action`` fields (``hiper``)."""
     advantage: str = "hae"
-    """Advantage estimator; it must return HAE's extras (``adv_high``, ``adv_switch``, ``high_mask`` ...)."""
+    """Advantage estimator; it must return HAE's extras (the keys of ``trainers.hiper.hae``: ``ADV_HIGH``,
+    ``ADV_SWITCH``, ``HIGH_MASK`` ...)."""
     gamma: float = 1.0
     """Discount per turn."""
     lam: float = 1.0

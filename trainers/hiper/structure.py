@@ -2,10 +2,10 @@
 
 Each turn the agent answers ``<switch>KEEP|SWITCH</switch><subgoal>..</subgoal><action>..</action>``
 (the ``hiper`` prompt format). A **segment** (one subgoal's execution) starts at turn 0 and at every turn
-whose switch is not KEEP; a missing or unreadable switch counts as KEEP (METHODS.md). So the only thing
+whose switch is not KEEP; a missing or unreadable switch counts as KEEP (docs/methods.md, "HiPER and HAE"). So the only thing
 that opens a segment after turn 0 is a well-formed ``<switch>SWITCH</switch>``.
 
-Shaping (METHODS.md, added to the env reward of each turn; every field of :class:`Shaping` is a
+Shaping (docs/methods.md, "HiPER and HAE"; added to the env reward of each turn; every field of :class:`Shaping` is a
 positive magnitude that is subtracted):
 
 - ``invalid_penalty`` on an invalid turn: the env executed nothing (``action_valid`` False) or the answer
@@ -64,7 +64,7 @@ def segment_starts(switches: Sequence[str | None]) -> list[bool]:
 
 @dataclass(frozen=True)
 class Shaping:
-    """HiPER's shaping magnitudes (METHODS.md: 0.1 and 0.3 on ALFWorld)."""
+    """HiPER's shaping magnitudes (the paper's: 0.1 and 0.3 on ALFWorld)."""
 
     invalid_penalty: float = 0.1
     keep_penalty: float = 0.3

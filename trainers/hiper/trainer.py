@@ -8,9 +8,9 @@ A segment starts at turn 0 and at every ``SWITCH`` (:mod:`trainers.hiper.structu
 3. **values**: a separate critic (:class:`~trainers.core.value.ValueModel`, a copy of the policy trunk,
    three linear heads) reads V_H and V_b after the last prompt token (the start of the turn) and V_L right
    after the turn's ``</subgoal>`` (:mod:`trainers.hiper.tokens`);
-4. **advantages**: the registered ``hae`` estimator gives A^L (GAE inside segments), A^H (semi-Markov GAE
-   over segments, on segment-start turns) and A^b (switch return minus V_b); each is standardised
-   separately over the batch (A^H over segment-start turns only);
+4. **advantages**: the ``hae`` estimator (:mod:`trainers.hiper.hae`) gives A^L (GAE inside segments), A^H
+   (semi-Markov GAE over segments, on segment-start turns) and A^b (switch return minus V_b); each is
+   standardised separately over the batch (A^H over segment-start turns only);
 5. **tokens**: A^L on the ``<action>`` span of every turn, A^H on the ``<subgoal>`` span of segment-start
    turns, A^b on the ``<switch>`` span of every turn; every other token has weight 0;
 6. **update**: PPO clip + ``kl_coef`` x low-variance KL (token-mean over the trained tokens), then the
@@ -22,18 +22,30 @@ Everything else (SFT warm start in the ``hiper`` format, evaluation, checkpoints
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from trainers.core.advantages import AdvantageConfig, AdvantageOutput, TurnBatch, standardise
+from trainers.core.advantages import AdvantageOutput, TurnBatch, standardise
 from trainers.core.losses import value_clip_loss
 from trainers.core.registry import ADVANTAGES
-from trainers.core.rollout import turn_batch
-from trainers.core.trainer import RLBatch
+from trainers.core.rollout import RolloutStats, turn_batch
+from trainers.core.trainer import RLBatch, UpdateStats
 from trainers.hiper.config import HiPERConfig
+from trainers.hiper.hae import (
+    ADV_HIGH,
+    ADV_SWITCH,
+    HIGH_MASK,
+    RET_HIGH,
+    RET_SWITCH,
+    SEG_START,
+    V_HIGH,
+    V_LOW,
+    V_SWITCH,
+    HAEConfig,
+)
 from trainers.hiper.structure import ShapedTurns, parse_hiper, shape
 from trainers.hiper.tokens import batch_layout
 from trainers.ppo.trainer import PPOTrainer
@@ -43,7 +55,21 @@ __all__ = ["HEADS", "HiPERTrainer"]
 HEADS: tuple[str, ...] = ("high", "low", "switch")
 """Critic head order: V_H, V_L, V_b."""
 _H, _L, _B = range(3)
-_NEEDED = ("adv_high", "ret_high", "adv_switch", "ret_switch", "high_mask")
+_NEEDED = (ADV_HIGH, RET_HIGH, ADV_SWITCH, RET_SWITCH, HIGH_MASK)
+VALUE_KEYS = {"high": V_HIGH, "low": V_LOW, "switch": V_SWITCH}
+"""``RLBatch.extras`` (and ``TurnBatch.extras``) keys of the three heads' values, per turn."""
+MASKS = {tag: f"hiper/mask_{tag}" for tag in ("switch", "subgoal", "action")}
+"""``RLBatch.extras``: [N, T] bool, the policy tokens of each tag's span."""
+LOW_INDEX = "hiper/low_index"
+"""``RLBatch.extras``: long [N], the response position V_L is read at (right after ``</subgoal>``)."""
+SHAPING = {name: f"hiper/shaping_{name}" for name in ("invalid", "keep_penalty", "change_penalty")}
+"""``RLBatch.extras``: float [N], each of HiPER's shaping terms per turn."""
+SUBGOAL_CHANGED = "hiper/subgoal_changed"
+"""``RLBatch.extras``: bool [N], the subgoal text changed on a KEEP turn."""
+SWITCH_MISSING = "hiper/switch_missing"
+"""``RLBatch.extras``: bool [N], the turn wrote no switch."""
+RAW = {name: f"hiper/adv_{name}_raw" for name in HEADS}
+"""``AdvantageOutput.extras``: each head's advantage before standardisation."""
 
 
 class HiPERTrainer(PPOTrainer):
@@ -54,9 +80,9 @@ class HiPERTrainer(PPOTrainer):
     num_value_heads = 3
     config: HiPERConfig
 
-    def advantage_config(self) -> AdvantageConfig:
+    def advantage_config(self) -> HAEConfig:
         cfg = self.config
-        return AdvantageConfig(gamma=cfg.gamma, lam=cfg.lam, lam_high=cfg.lam_high, norm_by_std=cfg.norm_by_std)
+        return HAEConfig(gamma=cfg.gamma, lam=cfg.lam, lam_high=cfg.lam_high, norm_by_std=cfg.norm_by_std)
 
     # ------------------------------------------------------------------------------- batch + score
     def make_batch(self, trajs: list[Any]) -> RLBatch:
@@ -65,8 +91,8 @@ class HiPERTrainer(PPOTrainer):
         width = batch.old_logprobs.shape[1]
         masks, low = batch_layout(self.policy.tokenizer, batch.response_ids, width,
                                   include_tags=self.config.train_tag_tokens)
-        batch.extras.update({f"mask_{k}": v & batch.mask for k, v in masks.items()})
-        batch.extras["low_index"] = low
+        batch.extras.update({MASKS[k]: v & batch.mask for k, v in masks.items()})
+        batch.extras[LOW_INDEX] = low
         return batch
 
     def shaped(self, batch: RLBatch) -> list[ShapedTurns]:
@@ -84,13 +110,13 @@ class HiPERTrainer(PPOTrainer):
         shaped = self.shaped(batch)
         flat = {name: [x for s in shaped for x in getattr(s, name)]
                 for name in ("seg_start", "keep", "subgoal_changed", "invalid", "keep_penalty", "change_penalty")}
-        for name in ("invalid", "keep_penalty", "change_penalty"):
-            batch.extras[f"shaping_{name}"] = torch.tensor(flat[name], dtype=torch.float32)
-        batch.extras["seg_start"] = torch.tensor(flat["seg_start"], dtype=torch.bool)
-        batch.extras["subgoal_changed"] = torch.tensor(flat["subgoal_changed"], dtype=torch.bool)
-        batch.extras["switch_missing"] = torch.tensor(
+        for name, key in SHAPING.items():
+            batch.extras[key] = torch.tensor(flat[name], dtype=torch.float32)
+        batch.extras[SEG_START] = torch.tensor(flat["seg_start"], dtype=torch.bool)
+        batch.extras[SUBGOAL_CHANGED] = torch.tensor(flat["subgoal_changed"], dtype=torch.bool)
+        batch.extras[SWITCH_MISSING] = torch.tensor(
             [parse_hiper(t.response_text).switch is None for t in batch.turns], dtype=torch.bool)
-        shaping = sum(batch.extras[f"shaping_{n}"] for n in ("invalid", "keep_penalty", "change_penalty"))
+        shaping = sum(batch.extras[key] for key in SHAPING.values())
         return base + shaping
 
     # --------------------------------------------------------------------------------- critic
@@ -129,12 +155,12 @@ class HiPERTrainer(PPOTrainer):
 
     def advantage_batch(self, batch: RLBatch) -> TurnBatch:
         """Rewards, segment starts and the three heads' values of every turn."""
-        v = self.critic_heads(batch.prompt_ids, batch.response_ids, batch.extras["low_index"])
+        v = self.critic_heads(batch.prompt_ids, batch.response_ids, batch.extras[LOW_INDEX])
         for k, name in enumerate(HEADS):
-            batch.extras[f"v_{name}"] = v[:, k].clone()
-        batch.extras["values"] = batch.extras["v_low"]  # PPOTrainer's metrics read V_L as "the" value
+            batch.extras[VALUE_KEYS[name]] = v[:, k].clone()
         return turn_batch(batch.trajectories, batch.rewards, with_state_keys=False,
-                          seg_start=batch.extras["seg_start"], v_high=v[:, _H], v_low=v[:, _L], v_switch=v[:, _B])
+                          extras={SEG_START: batch.extras[SEG_START], V_HIGH: v[:, _H], V_LOW: v[:, _L],
+                                  V_SWITCH: v[:, _B]})
 
     def compute_advantages(self, batch: RLBatch) -> AdvantageOutput:
         """The registered estimator (``hae``); A^L, A^H, A^b standardised separately (raw ones kept)."""
@@ -144,29 +170,30 @@ class HiPERTrainer(PPOTrainer):
         if missing or out.returns is None:
             raise ValueError(f"advantage {cfg.advantage!r} must return value targets and extras {list(_NEEDED)} "
                              f"(missing {missing}); use 'hae'")
-        low, high, switch = out.advantages, out.extras["adv_high"], out.extras["adv_switch"]
-        high_mask = out.extras["high_mask"] > 0
-        raw = {"adv_low_raw": low, "adv_high_raw": high, "adv_switch_raw": switch}
+        low, high, switch = out.advantages, out.extras[ADV_HIGH], out.extras[ADV_SWITCH]
+        high_mask = out.extras[HIGH_MASK] > 0
+        raw = {RAW["low"]: low, RAW["high"]: high, RAW["switch"]: switch}
         if cfg.normalize_advantages:
             low, high, switch = standardise(low), standardise(high, high_mask), standardise(switch)
-        return AdvantageOutput(low, out.returns, {**out.extras, **raw, "adv_high": high, "adv_switch": switch})
+        return AdvantageOutput(low, out.returns, {**out.extras, **raw, ADV_HIGH: high, ADV_SWITCH: switch})
 
     # --------------------------------------------------------------------------------- tokens
     def _high_rows(self, batch: RLBatch) -> Tensor:
-        return batch.adv_output.extras["high_mask"] > 0
+        return batch.adv_output.extras[HIGH_MASK] > 0
 
     def token_advantages(self, batch: RLBatch, adv: AdvantageOutput) -> Tensor:
         """A^L on action tokens, A^H on subgoal tokens of segment-start turns, A^b on switch tokens."""
         ex = batch.extras
-        high = ex["mask_subgoal"] & self._high_rows(batch)[:, None]
-        return (adv.advantages.float()[:, None] * ex["mask_action"]
-                + adv.extras["adv_high"].float()[:, None] * high
-                + adv.extras["adv_switch"].float()[:, None] * ex["mask_switch"])
+        high = ex[MASKS["subgoal"]] & self._high_rows(batch)[:, None]
+        return (adv.advantages.float()[:, None] * ex[MASKS["action"]]
+                + adv.extras[ADV_HIGH].float()[:, None] * high
+                + adv.extras[ADV_SWITCH].float()[:, None] * ex[MASKS["switch"]])
 
     def token_weights(self, batch: RLBatch) -> Tensor:
         """1 on the trained spans (disjoint), 0 on everything else."""
         ex = batch.extras
-        return (ex["mask_action"] | (ex["mask_subgoal"] & self._high_rows(batch)[:, None]) | ex["mask_switch"]).float()
+        return (ex[MASKS["action"]] | (ex[MASKS["subgoal"]] & self._high_rows(batch)[:, None])
+                | ex[MASKS["switch"]]).float()
 
     # --------------------------------------------------------------------------------- update
     def update_critic(self, batch: RLBatch, rows: Sequence[int]) -> dict[str, float]:
@@ -175,23 +202,23 @@ class HiPERTrainer(PPOTrainer):
         cfg = self.config
         ex, adv = batch.extras, batch.adv_output
         procs = self.accelerator.num_processes
-        v_old = torch.stack([ex["v_high"], ex["v_low"], ex["v_switch"]], dim=-1)
-        targets = torch.stack([adv.extras["ret_high"], adv.returns, adv.extras["ret_switch"]], dim=-1).float()
+        v_old = torch.stack([ex[VALUE_KEYS[name]] for name in HEADS], dim=-1)
+        targets = torch.stack([adv.extras[RET_HIGH], adv.returns, adv.extras[RET_SWITCH]], dim=-1).float()
         masks = torch.stack([self._high_rows(batch), torch.ones(len(batch), dtype=torch.bool),
                              torch.ones(len(batch), dtype=torch.bool)], dim=-1)
         coefs = (cfg.value_coef_high, cfg.value_coef_low, cfg.value_coef_switch)
         counts = [self.global_sum(float(masks[rows, k].sum())) for k in range(3)]
-        acc = {f"losses/value_{n}{s}": 0.0 for n in HEADS for s in ("", "_clipfrac")}  # same keys everywhere
-        cut = [batch.response_ids[i][: int(ex["low_index"][i])] for i in rows]
+        cut = [batch.response_ids[i][: int(ex[LOW_INDEX][i])] for i in rows]
         prompts = [batch.prompt_ids[i] for i in rows]
 
-        def losses() -> Iterable[Tensor]:
+        def parts() -> Iterator[tuple[Tensor, dict[str, float]]]:
             for mb in self.policy.iter_micro_batches(prompts, cut, cfg.micro_batch_tokens):
                 idx = [rows[i] for i in mb.indices]
-                v = self.critic_heads(mb.prompt_ids, mb.response_ids, ex["low_index"][idx], grad=True,
+                v = self.critic_heads(mb.prompt_ids, mb.response_ids, ex[LOW_INDEX][idx], grad=True,
                                       module=self.critic_module)
                 dev = v.device
                 total = v.sum() * 0.0  # keeps the graph even if a head has no turns here
+                stats: dict[str, float] = {}
                 for k, name in enumerate(HEADS):
                     m = masks[idx, k].to(dev)
                     if counts[k] == 0 or not bool(m.any()):
@@ -200,43 +227,49 @@ class HiPERTrainer(PPOTrainer):
                     loss, st = value_clip_loss(v[:, k], v_old[idx, k].to(dev), targets[idx, k].to(dev), m,
                                                clip=cfg.value_clip)
                     total = total + coefs[k] * share * loss
-                    acc[f"losses/value_{name}"] += float(loss.detach()) * share
-                    acc[f"losses/value_{name}_clipfrac"] += float(st["clipfrac"]) * share
-                yield total
+                    stats[f"losses/value_{name}"] = float(loss.detach()) * share
+                    stats[f"losses/value_{name}_clipfrac"] = float(st["clipfrac"]) * share
+                yield total, stats
 
-        self.backward_micro_batches(self.critic_module, losses(), self._critic_sync_loss)
-        acc["value/grad_norm"] = self.clip_and_step(self.critic_optimizer, list(self.critic.parameters()))
+        acc = {f"losses/value_{n}{s}": 0.0 for n in HEADS for s in ("", "_clipfrac")}  # same keys everywhere
+        for key, v in self.optimizer_step(self.critic_module, self.critic_optimizer, list(self.critic.parameters()),
+                                          parts(), self._critic_sync_loss, norm_key="value/grad_norm").items():
+            acc[key] = acc[key] + v if key in acc else v
         acc["losses/value"] = sum(coefs[k] * acc[f"losses/value_{n}"] for k, n in enumerate(HEADS))
         return acc
 
     # ------------------------------------------------------------------------------------ log
-    def metrics(self, batch: RLBatch, stats: dict[str, float]) -> dict[str, float]:
-        m = super().metrics(batch, stats)
+    def turn_values(self, batch: RLBatch) -> Tensor:
+        """V_L: the ``value/*`` metrics of PPO compare the low-level values with R^L."""
+        return batch.extras.need(V_LOW, "HiPER's value metrics")
+
+    def metrics(self, batch: RLBatch, rollout: RolloutStats, update: UpdateStats) -> dict[str, float]:
+        m = super().metrics(batch, rollout, update)
         ex, adv = batch.extras, batch.adv_output
         n_traj = max(1, len(batch.trajectories))
-        starts = ex["seg_start"]
+        starts = ex[SEG_START]
         later = batch.turn_idx > 0
         segments = float(starts.sum())
         m["hiper/segments_per_episode"] = segments / n_traj
         m["hiper/segment_length"] = len(batch) / max(1.0, segments)
         m["hiper/switch_rate"] = float(starts[later].float().mean()) if bool(later.any()) else 0.0
-        m["hiper/switch_missing_rate"] = float(ex["switch_missing"].float().mean())
+        m["hiper/switch_missing_rate"] = float(ex[SWITCH_MISSING].float().mean())
         keep = later & ~starts
-        m["hiper/subgoal_changed_on_keep"] = float(ex["subgoal_changed"][keep].float().mean()) if bool(keep.any()) else 0.0
-        for name in ("invalid", "keep_penalty", "change_penalty"):
-            m[f"reward/shaping_{name}"] = float(ex[f"shaping_{name}"].sum()) / n_traj
-        targets = {"high": adv.extras["ret_high"], "low": adv.returns, "switch": adv.extras["ret_switch"]}
+        m["hiper/subgoal_changed_on_keep"] = float(ex[SUBGOAL_CHANGED][keep].float().mean()) if bool(keep.any()) else 0.0
+        for name, key in SHAPING.items():
+            m[f"reward/shaping_{name}"] = float(ex[key].sum()) / n_traj
+        targets = {"high": adv.extras[RET_HIGH], "low": adv.returns, "switch": adv.extras[RET_SWITCH]}
         rows = {"high": self._high_rows(batch), "low": slice(None), "switch": slice(None)}
         for name in HEADS:
-            v, ret = ex[f"v_{name}"][rows[name]], targets[name][rows[name]].float()
+            v, ret = ex[VALUE_KEYS[name]][rows[name]], targets[name][rows[name]].float()
             var = float(ret.var()) if ret.numel() > 1 else 0.0
             m[f"value/{name}_mean"] = float(v.mean()) if v.numel() else 0.0
             m[f"value/{name}_explained_variance"] = 1.0 - float((ret - v).var()) / var if var > 1e-8 else 0.0
         for name in HEADS:
-            raw = adv.extras[f"adv_{name}_raw"][rows[name]]
+            raw = adv.extras[RAW[name]][rows[name]]
             m[f"adv/{name}_raw_std"] = float(raw.std()) if raw.numel() > 1 else 0.0
         w = batch.weights
         for tag in ("switch", "subgoal", "action"):
-            m[f"policy/trained_{tag}_tokens"] = float((ex[f"mask_{tag}"].float() * w).sum()) / max(1, len(batch))
+            m[f"policy/trained_{tag}_tokens"] = float((ex[MASKS[tag]].float() * w).sum()) / max(1, len(batch))
         m["policy/trained_token_frac"] = float(w.sum()) / max(1.0, float(batch.mask.sum()))
         return m

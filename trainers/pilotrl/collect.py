@@ -24,7 +24,7 @@ continues the very text the planner wrote, it sees the plan exactly as it will s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +34,8 @@ from pilot_envs.core.protocol import parse_action
 from trainers.core.policy import Generation, Policy
 from trainers.core.rollout import RolloutCollector
 
-__all__ = ["PLANNER_STOPS", "PilotCollector", "PlanExecGeneration", "PlannerExecutor"]
+__all__ = ["DECLARED", "NUM_SUBGOALS", "PLAN", "PLANNER_STOPS", "PLAN_SHOWN", "POLICY_TOKENS", "TASK", "PilotCollector",
+           "PlanExecGeneration", "PlannerExecutor"]
 
 PLANNER_STOPS: tuple[str, ...] = ("</plan>", "<think>", "<action>")
 """Where the planner's part of a response ends."""
@@ -48,11 +49,9 @@ class PlanExecGeneration(Generation):
 
 
 class PlannerExecutor:
-    """A stand-in for :class:`~trainers.core.policy.Policy` in a collector: the planner writes each
-    response's plan segment, the executor the rest (see the module docstring).
-
-    Everything but :meth:`generate` (tokenizer, prompt rendering, encoding) is the planner's.
-    """
+    """A :class:`~trainers.core.policy.Sampler` made of two policies: the planner writes each response's plan
+    segment, the executor the rest (see the module docstring). Tokenizer, chat template and encoding are the
+    planner's (the two must share a tokenizer)."""
 
     def __init__(self, planner: Policy, executor: Policy, stops: Sequence[str] = PLANNER_STOPS) -> None:
         if planner.tokenizer is not executor.tokenizer and planner.tokenizer.get_vocab() != executor.tokenizer.get_vocab():
@@ -60,9 +59,23 @@ class PlannerExecutor:
         self.planner = planner
         self.executor = executor
         self.stops = tuple(stops)
+        self.tokenizer = planner.tokenizer
+        self.device = planner.device
+        self.pad_token_id = planner.pad_token_id
+        self.eos_token_ids = planner.eos_token_ids
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.planner, name)
+    def apply_chat_template(
+        self, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool = True, **kwargs: Any
+    ) -> str:
+        return self.planner.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, **kwargs)
+
+    def encode(
+        self, texts: Sequence[str], max_tokens: int | None = None, truncation_side: str = "left"
+    ) -> list[list[int]]:
+        return self.planner.encode(texts, max_tokens, truncation_side)
+
+    def decode(self, ids: Sequence[int], *, skip_special_tokens: bool = True) -> str:
+        return self.planner.decode(ids, skip_special_tokens=skip_special_tokens)
 
     @torch.no_grad()
     def generate(
@@ -81,46 +94,52 @@ class PlannerExecutor:
             generator = torch.Generator(device=self.planner.device).manual_seed(seed)
         first = self.planner.generate(prompt_ids, max_new_tokens=max_new_tokens, temperature=temperature,
                                       top_p=top_p, generator=generator, stop_strings=self.stops)
-        heads: list[tuple[list[int], list[float]]] = []
+        heads: list[tuple[list[int], list[float], list[float]]] = []
         for g in first:
-            ids, lps = list(g.response_ids), list(g.logprobs)
+            ids, lps, hs = list(g.response_ids), list(g.logprobs), list(g.entropies)
             if g.stop_reason == "eos":  # the planner ended the turn: leave the whole action part to the executor
-                ids, lps = ids[:-1], lps[:-1]
-            heads.append((ids, lps))
-        cont = [[*p, *ids] for p, (ids, _) in zip(prompt_ids, heads, strict=True)]
+                ids, lps, hs = ids[:-1], lps[:-1], hs[:-1]
+            heads.append((ids, lps, hs))
+        cont = [[*p, *ids] for p, (ids, _, _) in zip(prompt_ids, heads, strict=True)]
         second = self.executor.generate(cont, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                                         generator=generator, stop_strings=stop_strings)
         out = []
-        for (ids, lps), g in zip(heads, second, strict=True):
+        for (ids, lps, hs), g in zip(heads, second, strict=True):
             full = ids + list(g.response_ids)
             out.append(PlanExecGeneration(response_ids=full, logprobs=lps + list(g.logprobs),
                                           text=self.planner.decode(full), finished=g.finished,
-                                          stop_reason=g.stop_reason, planner_tokens=len(ids)))
+                                          stop_reason=g.stop_reason, entropies=hs + list(g.entropies),
+                                          planner_tokens=len(ids)))
         return out
+
+
+TASK, PLAN_SHOWN, PLAN, DECLARED, NUM_SUBGOALS, POLICY_TOKENS = (
+    "task", "plan_shown", "plan", "declared", "num_subgoals", "policy_tokens")
+"""``Turn.extras`` keys of :class:`PilotCollector`: the goal sentence, the plan shown in the prompt, the plan in
+effect after the step, whether the turn declared a plan, the number of milestones, the policy's own tokens."""
 
 
 class PilotCollector(RolloutCollector):
     """The core collector plus the per-turn AdaPlan records PilotRL's rewards and masks read.
 
-    Extras recorded on every turn: ``task``, ``plan_shown``, ``plan``, ``declared``, ``num_subgoals``,
-    ``policy_tokens``. With a :class:`PlannerExecutor` as the policy, ``response_mask`` is 1 on the planner's
-    tokens only.
+    Extras recorded on every turn: :data:`TASK`, :data:`PLAN_SHOWN`, :data:`PLAN`, :data:`DECLARED`,
+    :data:`NUM_SUBGOALS`, :data:`POLICY_TOKENS`. With a :class:`PlannerExecutor` as the policy,
+    ``response_mask`` is 1 on the planner's tokens only.
     """
 
-    def _record(self, ep: Any, turn_idx: int, prompt: list[int], gen: Any, result: tuple) -> None:
-        shown = tuple(str(s) for s in ep.obs.get("plan", ()) or ())
-        task = str(ep.obs.get("task", ""))
-        super()._record(ep, turn_idx, prompt, gen, result)
-        obs, _, _, _, info = result
-        turn = ep.traj.turns[-1]
-        planner = getattr(gen, "planner_tokens", None)
-        if planner is not None:
-            turn.response_mask = [1] * planner + [0] * (len(turn.response_ids) - planner)
-        turn.extras.update(
-            task=task,
-            plan_shown=shown,
-            plan=tuple(str(s) for s in obs.get("plan", ()) or ()),
-            declared=bool(parse_action(turn.response_text).plan),
-            num_subgoals=len(info.get("subgoals", ()) or ()),
-            policy_tokens=sum(turn.response_mask),
-        )
+    def turn_extras(
+        self, obs: Mapping[str, Any], gen: Generation, result: tuple
+    ) -> tuple[list[int] | None, dict[str, Any]]:
+        after, _, _, _, info = result
+        n = len(gen.response_ids)
+        mask = None
+        if isinstance(gen, PlanExecGeneration):
+            mask = [1] * gen.planner_tokens + [0] * (n - gen.planner_tokens)
+        return mask, {
+            TASK: str(obs.get("task", "")),
+            PLAN_SHOWN: tuple(str(s) for s in obs.get("plan", ()) or ()),
+            PLAN: tuple(str(s) for s in after.get("plan", ()) or ()),
+            DECLARED: bool(parse_action(gen.text).plan),
+            NUM_SUBGOALS: len(info.get("subgoals", ()) or ()),
+            POLICY_TOKENS: sum(mask) if mask is not None else n,
+        }

@@ -1,4 +1,4 @@
-"""PilotRL settings: the shared :class:`~trainers.core.config.TrainerConfig` with PilotRL's defaults (METHODS.md:
+"""PilotRL settings: the shared :class:`~trainers.core.config.TrainerConfig` with PilotRL's defaults (docs/methods.md, "PilotRL":
 group 16, temperature 1.0, lr 1e-6, clip 0.2/0.2, no KL, no entropy bonus, token-mean, DAPO overlong
 penalty) and the fields of the three stages: their lengths, the reward weights, the plan judge and the
 stage-2 executor."""

@@ -1,7 +1,7 @@
 """Plan judges: (task text, plan steps, trajectory info) -> score in [0, 1].
 
 PilotRL's stage 2 and 3 rewards contain a *plan score*. The paper asks a remote LLM for it; here the default
-judge is environment-grounded and free (METHODS.md, Decision): the env already scores the plan the agent
+judge is environment-grounded and free (our decision, docs/methods.md "PilotRL"): the env already scores the plan the agent
 declared against the task's true milestones (coverage in order, a mild penalty for padding,
 ``info["plan_score"]``), so :func:`env_judge` just reads it.
 

@@ -1,6 +1,6 @@
 """PilotRL's stage rewards, as pure functions of a recorded trajectory.
 
-One trajectory's reward in stage s (METHODS.md, PilotRL; weights are config fields)::
+One trajectory's reward in stage s (docs/methods.md, "PilotRL"; weights are config fields)::
 
     R = w_outcome * outcome + w_follow * follow [stage 1] + w_plan * plan [stages 2, 3]
         + w_format * format + w_overlong * sum_t overlong(L_t)
@@ -21,10 +21,11 @@ no milestone, or only the first one, is "fully followed"); the plan score alread
 covers the task. The per-turn reward list gives each turn its weighted env reward and overlong penalty, and
 adds the episode-level terms (follow, plan, format) to the last turn, so the GRPO return (the sum) is R.
 
-What a turn must carry in ``Turn.extras`` (the PilotRL collector records it): ``task`` (goal sentence),
-``plan_shown`` (plan in the prompt the turn answered), ``plan`` (plan in effect after the step),
-``declared`` (the turn wrote a ``<plan>``), ``num_subgoals``; and ``policy_tokens`` (tokens the policy
-itself wrote: the planner's part in stage 2) when it differs from the response length.
+What a turn must carry in ``Turn.extras`` (the PilotRL collector records it, keys from
+:mod:`trainers.pilotrl.collect`): ``TASK`` (goal sentence), ``PLAN_SHOWN`` (plan in the prompt the turn
+answered), ``PLAN`` (plan in effect after the step), ``DECLARED`` (the turn wrote a ``<plan>``),
+``NUM_SUBGOALS``; and ``POLICY_TOKENS`` (tokens the policy itself wrote: the planner's part in stage 2) when it
+differs from the response length.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ from typing import Any
 import torch
 
 from pilot_envs.core.protocol import parse_action
-from trainers.core.losses import overlong_penalty
+from trainers.core.rewards import overlong_penalty
 from trainers.core.rollout import Trajectory, Turn
+from trainers.pilotrl.collect import DECLARED, NUM_SUBGOALS, PLAN, PLAN_SHOWN, POLICY_TOKENS, TASK
 from trainers.pilotrl.judge import PlanJudge, env_judge, safe_score
 
 __all__ = ["STAGE_TERMS", "RewardWeights", "adaplan_format_ok", "judge_info", "plan_follow", "plan_quality",
@@ -76,7 +78,7 @@ def plan_follow(traj: Trajectory) -> float:
     if not traj.turns:
         return 0.0
     last = traj.turns[-1]
-    plan = last.extras.get("plan", ())
+    plan = last.extras.get(PLAN, ())
     return min(1.0, last.plan_step / len(plan)) if plan else 0.0
 
 
@@ -93,7 +95,7 @@ def judge_info(turn: Turn) -> dict[str, Any]:
         "response": turn.response_text,
         "command": turn.command,
         "turn_idx": turn.turn_idx,
-        "num_subgoals": turn.extras.get("num_subgoals", 0),
+        "num_subgoals": turn.extras.get(NUM_SUBGOALS, 0),
     }
 
 
@@ -103,16 +105,16 @@ def plan_quality(traj: Trajectory, judge: PlanJudge = env_judge) -> float:
         return 0.0
     total, score, current = 0.0, 0.0, ()
     for turn in traj.turns:
-        plan = tuple(turn.extras.get("plan", ()))
-        if plan != current or turn.extras.get("declared", False):
+        plan = tuple(turn.extras.get(PLAN, ()))
+        if plan != current or turn.extras.get(DECLARED, False):
             current = plan
-            score = safe_score(judge(str(turn.extras.get("task", "")), plan, judge_info(turn))) if plan else 0.0
+            score = safe_score(judge(str(turn.extras.get(TASK, "")), plan, judge_info(turn))) if plan else 0.0
         total += score
     return total / len(traj.turns)
 
 
 def _policy_tokens(turn: Turn) -> int:
-    return int(turn.extras.get("policy_tokens", sum(turn.response_mask)))
+    return int(turn.extras.get(POLICY_TOKENS, sum(turn.response_mask)))
 
 
 def trajectory_reward(
@@ -147,7 +149,7 @@ def trajectory_reward(
         over = [0.0] * len(turns)
     parts: dict[str, float] = {
         "outcome": float(sum(t.reward for t in turns)),
-        "format": sum(adaplan_format_ok(t.response_text, needs_plan=not t.extras.get("plan_shown")) for t in turns)
+        "format": sum(adaplan_format_ok(t.response_text, needs_plan=not t.extras.get(PLAN_SHOWN)) for t in turns)
         / len(turns),
         "overlong": float(sum(over)),
     }

@@ -23,7 +23,8 @@ when stage 2 starts (the end of stage 1, or of SFT if stage 1 is empty); see
 evaluated (agent mode: the agent's own plans) after SFT, at the end of each stage and every ``eval_every``.
 
 Everything else is the shared loop of :class:`trainers.core.trainer.Trainer`; the hooks overridden are
-``setup``, ``collect``, ``score``, ``token_weights``, ``metrics``, ``on_step_end`` and the checkpoint state.
+``setup``, ``build_collector``, ``sft_env``, ``collect``, ``score``, ``token_weights``, ``metrics``,
+``on_step_end`` and the checkpoint state.
 """
 
 from __future__ import annotations
@@ -37,11 +38,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from trainers.core.policy import Policy
-from trainers.core.rollout import TaskSpec, Trajectory
+from pilot_envs.core.contract import text_env
+from trainers.core.policy import Policy, Sampler
+from trainers.core.rollout import RolloutCollector, RolloutStats, TaskSpec, Trajectory
 from trainers.core.tagmask import tag_token_masks_batch
-from trainers.core.trainer import RLBatch, Trainer
-from trainers.pilotrl.collect import PilotCollector, PlannerExecutor
+from trainers.core.trainer import RLBatch, Trainer, UpdateStats
+from trainers.pilotrl.collect import DECLARED, PilotCollector, PlannerExecutor
 from trainers.pilotrl.config import PilotRLConfig
 from trainers.pilotrl.judge import PlanJudge, load_judge
 from trainers.pilotrl.rewards import RewardWeights, trajectory_reward
@@ -49,18 +51,19 @@ from trainers.pilotrl.rewards import RewardWeights, trajectory_reward
 __all__ = ["STAGE_PLAN_MODES", "PilotRLTrainer", "SFTPlanModes", "reward_term_metrics", "set_plan_mode", "stage_token_weights"]
 
 TERMS = ("outcome", "follow", "plan", "format", "overlong")
+REWARD_PARTS = "pilotrl/reward_parts"
+"""``RLBatch.traj_extras`` key: each trajectory's unweighted reward terms (for logging)."""
+PLAN_MASK = "pilotrl/plan_mask"
+"""``RLBatch.extras`` key: [N, T] bool, the response tokens inside ``<plan>`` spans."""
 
 STAGE_PLAN_MODES = {1: "oracle", 2: "agent", 3: "agent"}
 """The env ``plan_mode`` each stage plays."""
 
 
 def set_plan_mode(envs: Sequence[Any], mode: str) -> None:
-    """Switch the ``plan_mode`` of text envs (read at every reset/step of a ``TextTaskEnv``)."""
+    """Switch the ``plan_mode`` of text envs (the env contract's ``set_plan_mode``; it applies at once)."""
     for env in envs:
-        base = getattr(env, "unwrapped", env)
-        if not hasattr(base, "plan_mode"):
-            raise TypeError(f"PilotRL needs envs with a plan_mode (pilot_envs text envs), got {type(base).__name__}")
-        base.plan_mode = mode
+        text_env(env).set_plan_mode(mode)
 
 
 class SFTPlanModes(gym.Wrapper):
@@ -130,38 +133,35 @@ class PilotRLTrainer(Trainer):
         self.judge: PlanJudge = load_judge(cfg.judge)
         self.weights = RewardWeights(cfg.outcome_weight, cfg.follow_weight, cfg.plan_weight, cfg.format_weight,
                                      cfg.overlong_weight)
-        self.collector = PilotCollector(self.policy, self.envs, self.agent, generator=self.generator,
-                                        autocast=self.accelerator.autocast)
         self.executor: Policy | None = None
         self.executor_frozen_at: int | None = None
         if cfg.frozen_executor and cfg.stage2_iterations > 0:
             frozen = copy.deepcopy(self.policy.model).requires_grad_(False).eval()
             self.executor = Policy(frozen, self.policy.tokenizer, seed=cfg.seed)
-            self.plan_exec_collector = PilotCollector(PlannerExecutor(self.policy, self.executor), self.envs,  # type: ignore[arg-type]
-                                                      self.agent, generator=self.generator,
-                                                      autocast=self.accelerator.autocast)
-        self.stage = cfg.stage_at(0)
+            self.plan_exec_collector = self.build_collector(PlannerExecutor(self.policy, self.executor))
 
-    def warm_start(self) -> dict[str, float]:
-        """SFT as the shared loop does it, a fraction ``sft_oracle_fraction`` of the episodes with oracle plans
-        in the prompt (:class:`SFTPlanModes`), the rest writing the plan."""
+    def build_collector(self, policy: Sampler) -> RolloutCollector:
+        """PilotRL's collector (the per-turn AdaPlan records its rewards read)."""
+        return PilotCollector(policy, self.envs, self.agent, generator=self.generator,
+                              autocast=self.accelerator.autocast, renderer=self.build_renderer(policy))
+
+    def sft_env(self) -> gym.Env:
+        """A fraction ``sft_oracle_fraction`` of the SFT episodes with oracle plans in the prompt
+        (:class:`SFTPlanModes`), the rest writing the plan."""
         frac = self.config.sft_oracle_fraction
-        if frac <= 0:
-            return super().warm_start()
-        make = self.env_fn
-        self.env_fn = lambda: SFTPlanModes(make(), frac)
-        try:
-            return super().warm_start()
-        finally:
-            self.env_fn = make
+        return SFTPlanModes(self.env_fn(), frac) if frac > 0 else self.env_fn()
+
+    @property
+    def stage(self) -> int:
+        """The stage of the iteration being played (1, 2 or 3)."""
+        return self.config.stage_at(self.step)
 
     def stage_at(self, step: int) -> int:
         return self.config.stage_at(step)
 
     # ---------------------------------------------------------------------------------- collect
-    def collect(self, tasks: Sequence[TaskSpec]) -> list[Trajectory]:
+    def collect(self, tasks: Sequence[TaskSpec]) -> tuple[list[Trajectory], RolloutStats]:
         """Play the tasks in the stage's plan mode; stage 2 with the planner + frozen executor."""
-        self.stage = self.stage_at(self.step)
         set_plan_mode(self.envs, STAGE_PLAN_MODES[self.stage])
         collector = self.collector
         if self.stage == 2 and self.executor is not None:
@@ -173,8 +173,7 @@ class PilotRLTrainer(Trainer):
         self.policy.train(False)
         trajs, stats = collector.collect(tasks)
         self.collector.next_traj_id = collector.next_traj_id
-        self.rollout_stats = stats
-        return trajs
+        return trajs, stats
 
     # ------------------------------------------------------------------------------------ score
     def score(self, batch: RLBatch) -> Tensor:
@@ -187,7 +186,7 @@ class PilotRLTrainer(Trainer):
                                      overlong_buffer=cfg.overlong_buffer)
             rewards.extend(r)
             parts.append(p)
-        batch.extras["reward_parts"] = parts
+        batch.traj_extras[REWARD_PARTS] = parts
         return torch.tensor(rewards, dtype=torch.float32)
 
     # ---------------------------------------------------------------------------------- weights
@@ -195,15 +194,15 @@ class PilotRLTrainer(Trainer):
         """The stage's tokens (:func:`stage_token_weights`) over the ``<plan>`` masks of the responses."""
         width = batch.mask.shape[1]
         plan = tag_token_masks_batch(self.policy.tokenizer, batch.response_ids, ("plan",), width=width)["plan"]
-        batch.extras["plan_mask"] = plan
+        batch.extras[PLAN_MASK] = plan
         return stage_token_weights(self.stage, batch.mask, plan)
 
     # -------------------------------------------------------------------------------------- log
-    def metrics(self, batch: RLBatch, stats: dict[str, float]) -> dict[str, float]:
-        m = super().metrics(batch, stats)
-        m.update(reward_term_metrics(batch.extras.get("reward_parts", []), [t.group_id for t in batch.trajectories],
+    def metrics(self, batch: RLBatch, rollout: RolloutStats, update: UpdateStats) -> dict[str, float]:
+        m = super().metrics(batch, rollout, update)
+        m.update(reward_term_metrics(batch.traj_extras.get(REWARD_PARTS, []), [t.group_id for t in batch.trajectories],
                                      self.weights))
-        plan = batch.extras["plan_mask"]
+        plan = batch.extras.need(PLAN_MASK, "PilotRL's metrics")
         w = batch.weights
         turns = batch.turns
         n_tu = max(1, len(turns))
@@ -211,8 +210,8 @@ class PilotRLTrainer(Trainer):
             "pilotrl/stage": float(self.stage),
             "pilotrl/trained_plan_tokens": float((w * plan).sum()) / n_tu,
             "pilotrl/trained_other_tokens": float((w * ~plan).sum()) / n_tu,
-            "pilotrl/plan_turn_rate": sum(bool(t.extras.get("declared")) for t in turns) / n_tu,
-            "pilotrl/revision_rate": sum(bool(t.extras.get("declared")) and t.turn_idx > 0 for t in turns) / n_tu,
+            "pilotrl/plan_turn_rate": sum(bool(t.extras.get(DECLARED)) for t in turns) / n_tu,
+            "pilotrl/revision_rate": sum(bool(t.extras.get(DECLARED)) and t.turn_idx > 0 for t in turns) / n_tu,
         })
         return m
 
@@ -244,10 +243,9 @@ class PilotRLTrainer(Trainer):
         return mods
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "stage": self.stage, "executor_frozen_at": self.executor_frozen_at}
+        return {**super().state_dict(), "executor_frozen_at": self.executor_frozen_at}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.stage = int(state.get("stage", self.stage_at(self.step)))
         frozen = state.get("executor_frozen_at")
         self.executor_frozen_at = None if frozen is None else int(frozen)

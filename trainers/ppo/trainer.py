@@ -14,7 +14,7 @@ HiPER subclasses this: more heads (``num_value_heads``), values read at tag posi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -22,12 +22,15 @@ from torch import Tensor
 
 from trainers.core.advantages import TurnBatch
 from trainers.core.losses import value_clip_loss
-from trainers.core.rollout import turn_batch
-from trainers.core.trainer import RLBatch, Trainer
+from trainers.core.rollout import RolloutStats, turn_batch
+from trainers.core.trainer import RLBatch, Trainer, UpdateStats
 from trainers.core.value import ValueModel, trunk_of
 from trainers.ppo.config import PPOConfig
 
-__all__ = ["PPOTrainer"]
+__all__ = ["VALUES", "PPOTrainer"]
+
+VALUES = "ppo/values"
+"""``RLBatch.extras``: float [N], V at each turn's prompt (the critic's estimate before the update)."""
 
 
 class PPOTrainer(Trainer):
@@ -73,49 +76,52 @@ class PPOTrainer(Trainer):
         for t in trajs:
             i += len(t)
             last[i - 1] = boot.get(t.traj_id, 0.0)
-        batch.extras["values"] = values
+        batch.extras[VALUES] = values
         return turn_batch(trajs, batch.rewards, values=values, last_values=last)
 
     def critic_loss(self, batch: RLBatch, rows: Sequence[int], module: Any) -> tuple[Tensor, dict[str, Tensor]]:
         """Clipped value loss of ``rows`` (per-turn mean)."""
         v = self.critic_values([batch.prompt_ids[i] for i in rows], grad=True, module=module)[:, 0]
         dev = v.device
-        v_old = batch.extras["values"][rows].to(dev)
+        v_old = batch.extras.need(VALUES, "PPO's critic loss")[rows].to(dev)
         ret = batch.adv_output.returns[rows].to(dev)
         loss, st = value_clip_loss(v, v_old, ret, torch.ones_like(v, dtype=torch.bool), clip=self.config.value_clip)
         return loss, {"losses/value": loss.detach(), "losses/value_clipfrac": st["clipfrac"]}
 
     def update_critic(self, batch: RLBatch, rows: Sequence[int]) -> dict[str, float]:
+        """One critic step on ``rows`` (micro-batched, :meth:`optimizer_step`): the clipped value loss, a mean
+        over the rows."""
         cfg = self.config
-        acc: dict[str, float] = {}
         total = self.global_sum(float(len(rows)))
         prompts = [batch.prompt_ids[i] for i in rows]
 
-        def losses() -> Iterable[Tensor]:
+        def parts() -> Iterator[tuple[Tensor, dict[str, float]]]:
             for mb in self.policy.iter_micro_batches(prompts, [[] for _ in rows], cfg.micro_batch_tokens):
                 share = len(mb.indices) / total
                 loss, stats = self.critic_loss(batch, [rows[i] for i in mb.indices], self.critic_module)
-                for k, s in stats.items():
-                    acc[k] = acc.get(k, 0.0) + float(s) * share * self.accelerator.num_processes
-                yield loss * share * self.accelerator.num_processes
+                procs = self.accelerator.num_processes
+                yield loss * share * procs, {k: float(s) * share * procs for k, s in stats.items()}
 
-        self.backward_micro_batches(self.critic_module, losses(), self._critic_sync_loss)
-        acc["value/grad_norm"] = self.clip_and_step(self.critic_optimizer, list(self.critic.parameters()))
-        return acc
+        return self.optimizer_step(self.critic_module, self.critic_optimizer, list(self.critic.parameters()), parts(),
+                                   self._critic_sync_loss, norm_key="value/grad_norm")
 
     def _critic_sync_loss(self) -> Tensor:
         with self.accelerator.autocast():
             return self.critic_module([[self.policy.pad_token_id]])[0].float().sum() * 0.0
 
-    def policy_step(self, batch: RLBatch, rows: Sequence[int]) -> dict[str, float]:
+    def policy_step(self, batch: RLBatch, rows: Sequence[int]) -> tuple[dict[str, float], int]:
         if self.step < self.config.critic_warmup:
-            return {}
+            return {}, 0
         return super().policy_step(batch, rows)
 
     # --------------------------------------------------------------------------------- bookkeeping
-    def metrics(self, batch: RLBatch, stats: dict[str, float]) -> dict[str, float]:
-        m = super().metrics(batch, stats)
-        values, ret = batch.extras["values"], batch.adv_output.returns
+    def turn_values(self, batch: RLBatch) -> Tensor:
+        """The critic's per-turn value estimates that ``value/*`` metrics compare with the returns."""
+        return batch.extras.need(VALUES, "PPO's value metrics")
+
+    def metrics(self, batch: RLBatch, rollout: RolloutStats, update: UpdateStats) -> dict[str, float]:
+        m = super().metrics(batch, rollout, update)
+        values, ret = self.turn_values(batch), batch.adv_output.returns
         var = float(ret.var()) if ret.numel() > 1 else 0.0
         m["value/mean"] = float(values.mean())
         m["value/explained_variance"] = 1.0 - float((ret - values).var()) / var if var > 0 else 0.0

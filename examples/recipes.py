@@ -1,0 +1,71 @@
+"""The training recipe the CPU examples share: the GRPO example's settings (env, tiny model, SFT warm start,
+learning rate, episodes per iteration, evaluation). ``examples/train_grpo.py`` trains with it; the HiPER and
+EPO comparisons build every arm from it, so their GRPO arms are this recipe with episode-level GRPO.
+
+Imported by the examples as ``from recipes import GRPO_RECIPE`` (a script's own folder is on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["GRPO_ADVANTAGE", "GRPO_RECIPE", "TASK_TYPES", "budgeted"]
+
+TASK_TYPES = ["pick_and_place_simple", "pick_clean_then_place_in_recep", "pick_heat_then_place_in_recep",
+              "pick_cool_then_place_in_recep"]
+
+GRPO_RECIPE: dict[str, Any] = dict(
+    env="PilotALFWorldSmall-v0",
+    env_kwargs={"task_types": TASK_TYPES},
+    output_dir="runs/grpo_demo",
+    overwrite=True,  # an example re-run replaces its previous run (pass --resume to continue one instead)
+    model="tiny",
+    tiny_hidden=64,
+    tiny_layers=2,
+    tiny_heads=4,
+    prompt_format="think_action",
+    instruction="Answer with <think>...</think><action>...</action>.",
+    task_reminder=True,
+    history_window=0,
+    max_new_tokens=24,
+    max_turns=15,
+    eval_max_turns=15,
+    reward_mode="progress",
+    success_reward=10.0,
+    invalid_action_penalty=0.1,
+    sft_episodes=800,
+    sft_steps=1000,
+    sft_lr=5e-3,
+    sft_warmup_steps=50,
+    sft_batch_size=16,
+    iterations=40,
+    tasks_per_iteration=8,
+    group_size=8,
+    num_envs=64,
+    lr=2e-4,
+    kl_coef=0.0,
+    temperature=1.0,
+    eval_temperature=0.4,
+    eval_samples=3,
+    micro_batch_tokens=6000,
+    save_every=10,
+    transcripts_every=10,
+)
+
+GRPO_ADVANTAGE = "gigpo"
+"""The GRPO example's advantage estimator (not in ``GRPO_RECIPE``: the other examples' arms read the recipe)."""
+
+
+def budgeted(trainer_cls: type, budget: int) -> type:
+    """``trainer_cls`` that stops after the iteration whose rollouts reach ``budget`` env steps (all processes),
+    so arms of a comparison train on (nearly) equal env steps: whole iterations, at most one over."""
+
+    class Budgeted(trainer_cls):  # type: ignore[misc, valid-type]
+        def on_step_end(self, batch: Any, metrics: dict[str, float]) -> None:
+            super().on_step_end(batch, metrics)
+            played = self.env_steps_total + metrics["env/steps"] * self.accelerator.num_processes  # incl. this one
+            if played >= budget:
+                self.config.iterations = self.step + 1
+
+    Budgeted.__name__ = f"Budgeted{trainer_cls.__name__}"
+    return Budgeted
