@@ -125,6 +125,12 @@ def test_estimator_by_name_and_per_token_weights(tmp_path: Path) -> None:
     m = trainer.train()
     assert m["adv/mean"] == pytest.approx(0.5) and m["adv/std"] == pytest.approx(0.0)
     assert m["adv/probe"] == 3.0  # the estimator's own diagnostics are logged under adv/
+    # ... also when the advantages are standardised over the batch (they were dropped there once)
+    trainer.config.normalize_advantages = True
+    batch = trainer.make_batch(trainer.collect(trainer.sample_tasks())[0])
+    batch.rewards = trainer.score(batch)
+    assert trainer.compute_advantages(batch).stats == {"probe": 3.0}
+    trainer.config.normalize_advantages = False
     # weights enter the loss as a weighted token-mean: only first tokens count, each with weight 2
     batch = trainer.make_batch(trainer.collect(trainer.sample_tasks())[0])
     batch.rewards = trainer.score(batch)

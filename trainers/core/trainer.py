@@ -27,7 +27,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -250,7 +250,7 @@ class Trainer(RuntimeMixin):
         """The registered estimator named ``config.advantage`` (optionally batch-standardised)."""
         out = ADVANTAGES.get(self.config.advantage)(self.advantage_batch(batch), self.advantage_config())
         if self.config.normalize_advantages:
-            out = AdvantageOutput(standardise(out.advantages), out.returns, out.extras)
+            out = replace(out, advantages=standardise(out.advantages))  # returns, extras and stats kept
         return out
 
     def token_advantages(self, batch: RLBatch, adv: AdvantageOutput) -> Tensor:
