@@ -320,7 +320,7 @@ def test_planner_writes_the_plan_and_the_frozen_executor_acts(trained: Recording
     n = len(pol.encode([head])[0])
     both = PlannerExecutor(Scripted(pol, head), executor)  # type: ignore[arg-type]
     agent = AgentSpec(prompt_format="adaplan", max_new_tokens=16, max_turns=2)
-    trajs, _ = PilotCollector(both, envs, agent).collect([TaskSpec(1, {"split": "train"})] * 2)  # type: ignore[arg-type]
+    trajs, _ = PilotCollector(both, envs, agent).collect([TaskSpec(1, {"split": "train"})] * 2)
     for tr in trajs:
         first, second = tr.turns
         assert first.response_mask == [1] * n + [0] * (len(first.response_ids) - n)

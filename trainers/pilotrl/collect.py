@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from pilot_envs.core.protocol import parse_action
-from trainers.core.policy import Generation, Policy
+from trainers.core.policy import Generation, Sampler
 from trainers.core.rollout import RolloutCollector
 
 __all__ = ["DECLARED", "NUM_SUBGOALS", "PLAN", "PLANNER_STOPS", "PLAN_SHOWN", "POLICY_TOKENS", "TASK", "PilotCollector",
@@ -53,7 +53,7 @@ class PlannerExecutor:
     segment, the executor the rest (see the module docstring). Tokenizer, chat template and encoding are the
     planner's (the two must share a tokenizer)."""
 
-    def __init__(self, planner: Policy, executor: Policy, stops: Sequence[str] = PLANNER_STOPS) -> None:
+    def __init__(self, planner: Sampler, executor: Sampler, stops: Sequence[str] = PLANNER_STOPS) -> None:
         if planner.tokenizer is not executor.tokenizer and planner.tokenizer.get_vocab() != executor.tokenizer.get_vocab():
             raise ValueError("planner and executor must share a tokenizer")
         self.planner = planner
