@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,11 +25,14 @@ __all__ = ["TextWorldBackend", "OPTION_KEYS", "milestones", "META_COMMANDS"]
 
 OPTION_KEYS = ("split", "task_index", "game_seed")
 #: Inform 7 commands that restart, quit, save or rewind the story behind the state tracker's back (after
-#: ``restart`` TextWorld stops seeing actions at all): refused with ``Nothing happens.``
+#: ``restart`` TextWorld stops seeing actions at all), or read and write files in the working directory
+#: (transcripts, command recordings): refused with ``Nothing happens.`` wherever they stand in the input, since
+#: Inform runs several commands from one line (``look. transcript``, ``look then script``)
 META_COMMANDS = frozenset({
     "restart", "quit", "q", "save", "restore", "undo", "oops", "script", "unscript", "transcript", "noscript",
-    "verify", "tw-trace-actions", "tw-extra-infos", "tw-print",
+    "recording", "replay", "verify", "tw-trace-actions", "tw-extra-infos", "tw-print",
 })
+_WORDS = re.compile(r"[^\s.,;:!?]+")
 INPUT_BYTES = 198  # the Z-machine's input buffer
 #: TextWorld verbs -> the plan-matching verb of :data:`pilot_envs.core.task.SYNONYMS`
 _VERBS = {"insert": "put", "drop": "put"}
@@ -211,8 +215,7 @@ class TextWorldBackend(Backend):
         return env
 
     def execute(self, command: str) -> Outcome:
-        words = command.split()
-        if words and words[0] in META_COMMANDS:
+        if any(word in META_COMMANDS for word in _WORDS.findall(command)):
             return Outcome(NOTHING_HAPPENS, valid=False)
         if not (command.isascii() and command.isprintable()):
             # the Z-machine reads printable ASCII only; some UTF-8 byte sequences make Jericho's frotz loop forever

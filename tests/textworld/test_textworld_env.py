@@ -295,3 +295,18 @@ def test_non_ascii_input_never_reaches_the_z_machine(tmp_path):
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert f"answer: {NOTHING_HAPPENS!r} False" in out.stdout
+
+
+@pytest.mark.parametrize("command", ["transcript", "look. transcript", "look then script", "look, recording on",
+                                     "replay", "wait. restart"])
+def test_meta_commands_are_refused_anywhere_in_the_input(tw_cache, tmp_path, monkeypatch, command):
+    """Inform runs several commands from one line; a transcript or command recording would write a file into the
+    working directory (the registry fuzz test once left a ``transcripts`` file in the checkout)."""
+    monkeypatch.chdir(tmp_path)
+    env = gym.make(ENV_ID, **SMALL)
+    _, info = env.reset(seed=0, options={"split": "train", "task_index": 0})
+    obs, _, _, _, after = env.step(command)
+    assert obs["text"] == NOTHING_HAPPENS and not after["action_valid"] and after["state_hash"] == info["state_hash"]
+    env.step("look")
+    env.close()
+    assert list(tmp_path.iterdir()) == []
