@@ -96,13 +96,13 @@ def plot(results: dict[int, dict[str, dict]], out: Path, path: Path) -> Path:
 
     keys = ("env/success_rate", "policy/entropy", "adv/g_max")
     fig, axes = plt.subplots(1, len(keys), figsize=(13, 3.4))
-    for seed in sorted(results):
+    for k, seed in enumerate(sorted(results)):  # a colour per seed, a line style per arm
         for arm, style in zip(ARMS, ("-", "--"), strict=True):
             recs = read_metrics(out / f"seed{seed}" / arm / "metrics.jsonl")
             for key, ax in zip(keys, axes, strict=True):
                 pts = [(r["env/steps_total"], r[key]) for r in recs if r.get(key) is not None and "env/steps_total" in r]
                 if pts:
-                    ax.plot(*zip(*pts, strict=True), style, label=f"{arm} seed {seed}", alpha=0.8)
+                    ax.plot(*zip(*pts, strict=True), style, color=f"C{k}", label=f"{arm} seed {seed}", alpha=0.8)
     for key, ax in zip(keys, axes, strict=True):
         ax.set_title(f"training {key}", fontsize=10)
         ax.set_xlabel("env steps", fontsize=8)
