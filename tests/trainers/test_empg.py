@@ -90,7 +90,7 @@ def test_empg_is_a_registered_method_that_trains(tmp_path: Path) -> None:
     out = trainer.policy.forward_logprobs([t.prompt_ids for t in turns], [t.response_ids for t in turns],
                                           with_entropy=True)
     for i, t in enumerate(turns):
-        fresh = float(out.entropy[i, : len(t.response_ids)].mean())
+        fresh = float(out.entropy[i, : len(t.response_ids)].detach().mean())
         assert t.entropy == pytest.approx(fresh, rel=1e-4, abs=1e-5)
     metrics = trainer.train()
     assert math.isfinite(metrics["losses/policy"]) and metrics["adv/entropy_max"] >= metrics["adv/entropy_min"] > 0

@@ -15,6 +15,19 @@ from trainers.core.tiny import DEFAULT_CORPUS, build_tiny, tiny_corpus_from_text
 
 TOL = 1e-4
 
+# transformers deprecations are errors here: the trainers must use the current API before a release removes the old
+pytestmark = [pytest.mark.filterwarnings("error::FutureWarning"), pytest.mark.filterwarnings("error::DeprecationWarning")]
+
+
+def test_sampling_uses_the_current_cache_api(policy: Policy, prompts: list[list[int]],
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    """No FutureWarning (the filter above) and no deprecation line from transformers' logger either."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="transformers"):
+        policy.generate(prompts[:2], max_new_tokens=4, seed=0)
+    assert not [r for r in caplog.records if "deprecated" in r.getMessage()]
+
 
 @pytest.fixture(scope="module")
 def tiny_path(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -12,6 +12,7 @@ import torch
 import pilot_envs  # noqa: F401
 from trainers.core.advantages import AdvantageConfig
 from trainers.core.logger import save_transcripts
+from trainers.core.models import resolve_model
 from trainers.core.policy import Policy
 from trainers.core.registry import ADVANTAGES
 from trainers.core.rollout import (
@@ -24,7 +25,7 @@ from trainers.core.rollout import (
     turn_batch,
 )
 from trainers.core.sft import expert_corpus
-from trainers.core.tiny import resolve_model, tiny_corpus_from_texts
+from trainers.core.tiny import tiny_corpus_from_texts
 
 ENV = "PilotALFWorldSmall-v0"
 KW = {"reward_mode": "progress", "invalid_action_penalty": 0.1}

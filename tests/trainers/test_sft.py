@@ -12,10 +12,11 @@ import torch
 
 import pilot_envs  # noqa: F401
 from pilot_envs.core.protocol import parse_action
+from trainers.core.models import resolve_model
 from trainers.core.policy import Policy
 from trainers.core.rollout import AgentSpec, PromptRenderer, TaskSpec
 from trainers.core.sft import expert_corpus, expert_response, expert_samples, sft_train
-from trainers.core.tiny import resolve_model, tiny_corpus_from_texts
+from trainers.core.tiny import tiny_corpus_from_texts
 
 ENV = "PilotALFWorldSmall-v0"
 TASKS = [TaskSpec(21, {"split": "train"}), TaskSpec(22, {"split": "train"})]

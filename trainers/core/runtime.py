@@ -94,8 +94,10 @@ class RuntimeMixin:
         return {**kw, **cfg.env_kwargs}
 
     def build_policy(self) -> Policy:
-        """Load ``config.model``; ``tiny`` builds (once, cached) a tokenizer from the env's expert text."""
-        from trainers.core.tiny import resolve_model, tiny_corpus_from_texts
+        """Load ``config.model`` (:func:`trainers.core.models.resolve_model`: an HF directory, a GGUF file,
+        ``smollm2``, ``tiny``); ``tiny`` builds (once, cached) a tokenizer from the env's expert text."""
+        from trainers.core.models import resolve_model
+        from trainers.core.tiny import tiny_corpus_from_texts
 
         cfg = self.config
         name = cfg.model
@@ -110,6 +112,9 @@ class RuntimeMixin:
                     env.close()
                 name = resolve_model("tiny", cfg.model_cache_dir, corpus=corpus, hidden=cfg.tiny_hidden,
                                      layers=cfg.tiny_layers, heads=cfg.tiny_heads, seed=cfg.seed)
+        else:
+            with self.accelerator.main_process_first():  # a GGUF model is converted once, by the main process
+                name = resolve_model(name, cfg.model_cache_dir, gguf_file=cfg.gguf_file)
         dtype = None if cfg.dtype == "auto" else cfg.dtype
         if dtype is None:
             dtype = "float32"  # master weights stay fp32; autocast (mixed_precision) gives bf16 compute on GPUs

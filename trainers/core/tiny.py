@@ -8,8 +8,8 @@ token, so it behaves like a word-level tokenizer on env text while staying lossl
 and saves both (``save_pretrained``, safetensors) so ``Policy.from_pretrained(path)`` and
 ``AutoModelForCausalLM`` load them like any Hugging Face checkpoint.
 
-:func:`resolve_model` maps the model name ``"tiny"`` to a cached build (keyed by a hash of the corpus and the
-config) and passes any other name through.
+:func:`tiny_model` gives the model name ``"tiny"`` a cached build (keyed by a hash of the corpus and the
+config); :mod:`trainers.core.models` resolves every other ``--model``.
 """
 
 from __future__ import annotations
@@ -210,17 +210,10 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("PILOT_ENVS_CACHE", Path.home() / ".cache" / "pilot-envs"))
 
 
-def resolve_model(
-    name: str, cache_dir: str | Path | None = None, *, corpus: Iterable[str] | None = None, **tiny_kwargs: Any
-) -> str:
-    """Map a model name to something ``Policy.from_pretrained`` can load.
-
-    ``"tiny"`` builds the tiny model once under ``cache_dir/tiny-<hash>`` (hash of ``corpus`` and
-    ``tiny_kwargs``, the keyword arguments of :func:`build_tiny`) and returns its path; any other name (a
-    hub id or a local path) is returned unchanged. Concurrent builders are safe: the first rename wins.
-    """
-    if name != "tiny":
-        return name
+def tiny_model(cache_dir: str | Path | None = None, *, corpus: Iterable[str] | None = None, **tiny_kwargs: Any) -> str:
+    """The tiny model's directory: built once under ``cache_dir/tiny-<hash>`` (hash of ``corpus`` and
+    ``tiny_kwargs``, the keyword arguments of :func:`build_tiny`). Concurrent builders are safe: the first rename
+    wins. ``--model tiny`` goes through :func:`trainers.core.models.resolve_model`."""
     lines = list(DEFAULT_CORPUS if corpus is None else corpus)
     target = Path(cache_dir or default_cache_dir()) / f"tiny-{tiny_cache_key(lines, **tiny_kwargs)}"
     if not (target / "config.json").exists():

@@ -118,6 +118,8 @@ class Trainer(RuntimeMixin):
             max_turns=cfg.max_turns,
             instruction=cfg.instruction,
             task_reminder=cfg.task_reminder,
+            instructions_in_system=(self.policy.has_system_role() if cfg.instructions_in_system is None
+                                    else cfg.instructions_in_system),
             domain=text_env(self.envs[0]).domain,
         )
 
