@@ -43,7 +43,7 @@ class TrainerConfig:
     """RL iterations (collect -> score -> advantages -> update)."""
     resume: bool = False
     """Continue the run in ``output_dir`` from its newest verified checkpoint (a fresh start if there is none). The
-    config must match the saved one except ``iterations`` (and ``overwrite``/``progress_bar``)."""
+    config must match the saved one except ``iterations`` (and ``overwrite``, ``progress_bar``, ``progress_every``)."""
     overwrite: bool = False
     """Replace the run already in ``output_dir`` (its metrics, checkpoints, transcripts, TensorBoard events and
     final model are deleted); without it a fresh run refuses a directory that holds a run."""
@@ -206,7 +206,10 @@ class TrainerConfig:
     tensorboard: bool = True
     """Write TensorBoard events next to metrics.jsonl."""
     progress_bar: bool = True
-    """Show a tqdm progress bar."""
+    """Show tqdm progress bars (SFT steps, RL iterations)."""
+    progress_every: float = 30.0
+    """Print a progress line to stderr at least this often (seconds) during SFT, rollouts, updates and evaluation,
+    whatever ``progress_bar`` says (0: never)."""
     save_final_model: bool = True
     """Save the final policy as a Hugging Face model directory (``output_dir/final``)."""
 

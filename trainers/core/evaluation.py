@@ -49,14 +49,16 @@ def evaluate_policy(
     env_id: str = "",
     split: str = "",
     autocast: Callable[[], Any] | None = None,
+    progress: Callable[[Callable[[], str]], None] | None = None,
 ) -> tuple[SplitReport, list[Trajectory]]:
-    """Play each task once at ``temperature`` and summarise it as a :class:`SplitReport`."""
+    """Play each task once at ``temperature`` and summarise it as a :class:`SplitReport`; ``progress`` (a
+    :class:`~trainers.core.progress.Heartbeat`) is offered a status line after every turn."""
     gen = torch.Generator(device=policy.device).manual_seed(seed)
     collector = RolloutCollector(policy, envs, replace(agent, temperature=temperature), generator=gen, autocast=autocast)
     was_training = policy.model.training
     policy.train(False)
     try:
-        trajs, _ = collector.collect(tasks)
+        trajs, _ = collector.collect(tasks, progress=progress)
     finally:
         policy.train(was_training)
     report = SplitReport(env_id, split)

@@ -341,17 +341,34 @@ class RolloutCollector:
         self.next_traj_id = 0
 
     # ---------------------------------------------------------------------------------- rollouts
-    def collect(self, tasks: Sequence[TaskSpec], *, temperature: float | None = None) -> tuple[list[Trajectory], RolloutStats]:
-        """Play every task once; returns trajectories in task order and timing stats."""
+    def collect(
+        self,
+        tasks: Sequence[TaskSpec],
+        *,
+        temperature: float | None = None,
+        progress: Callable[[Callable[[], str]], None] | None = None,
+    ) -> tuple[list[Trajectory], RolloutStats]:
+        """Play every task once; returns trajectories in task order and timing stats. ``progress`` (e.g. a
+        :class:`~trainers.core.progress.Heartbeat`) is offered a status message after every turn."""
         trajs: list[Trajectory] = []
         stats = RolloutStats()
-        for wave in _chunks(list(tasks), self.slots.n):
-            t, s = self._wave(wave, self.agent.temperature if temperature is None else temperature)
+        waves = list(_chunks(list(tasks), self.slots.n))
+        for k, wave in enumerate(waves):
+            def status(turn: int, eps: list[_Episode], k: int = k) -> str:
+                done = len(trajs) + sum(not e.active for e in eps)
+                won = sum(t.won for t in trajs) + sum(e.traj.won for e in eps)
+                return (f"wave {k + 1}/{len(waves)}, turn {turn + 1}/{self.agent.max_turns}: {done}/{len(tasks)} "
+                        f"episodes done, {won} won, {stats.env_steps + sum(len(e.traj.turns) for e in eps)} env steps")
+
+            t, s = self._wave(wave, self.agent.temperature if temperature is None else temperature,
+                              None if progress is None else lambda turn, eps: progress(lambda: status(turn, eps)))
             trajs.extend(t)
             stats.add(s)
         return trajs, stats
 
-    def _wave(self, tasks: list[TaskSpec], temperature: float) -> tuple[list[Trajectory], RolloutStats]:
+    def _wave(
+        self, tasks: list[TaskSpec], temperature: float, on_turn: Callable[[int, list[_Episode]], None] | None = None
+    ) -> tuple[list[Trajectory], RolloutStats]:
         stats = RolloutStats()
         start = time.perf_counter()
         t0 = time.perf_counter()
@@ -378,6 +395,8 @@ class RolloutCollector:
             stats.env_steps += len(active)
             for i, prompt, gen in zip(active, prompts, gens, strict=True):
                 self._record(eps[i], turn_idx, prompt, gen, results[i])
+            if on_turn is not None:
+                on_turn(turn_idx, eps)
         for e in eps:
             if e.active:  # cut at max_turns
                 e.traj.truncated = True

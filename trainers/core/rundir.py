@@ -37,7 +37,7 @@ RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
 RUN_ARTIFACTS = (RUN_FILE, "metrics.jsonl", "checkpoints", "tb", "transcripts", "final", "learning_curves.png")
 """What a trainer writes into its run directory (``overwrite`` removes exactly these)."""
-RESUME_FREE_FIELDS = frozenset({"iterations", "resume", "overwrite", "progress_bar"})
+RESUME_FREE_FIELDS = frozenset({"iterations", "resume", "overwrite", "progress_bar", "progress_every"})
 """Config fields a resumed run may change: the iteration budget, and flags that do not change its results (a
 config class adds its own budget fields with a ``budget_fields`` class attribute)."""
 

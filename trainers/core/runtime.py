@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import replace
@@ -36,6 +37,7 @@ from trainers.core.checkpoint import (
 from trainers.core.evaluation import evaluate_policy, report_metrics, split_tasks
 from trainers.core.logger import RunLogger, save_transcripts
 from trainers.core.policy import LoraSpec, Policy
+from trainers.core.progress import Heartbeat, eta
 from trainers.core.rollout import TaskSpec
 from trainers.core.rundir import RunDirError, RunLock, claim_run_dir, config_json, record_resume
 from trainers.core.sft import expert_corpus, expert_samples, sft_train
@@ -80,6 +82,7 @@ class RuntimeMixin:
         self.logger: RunLogger | None = None
         self.eval_history: list[dict[str, Any]] = []
         self.run_lock: RunLock | None = None
+        self.heartbeat = Heartbeat(getattr(self, "name", "train"), cfg.progress_every, enabled=self.is_main)
 
     def env_kwargs(self) -> dict[str, Any]:
         """``gym.make`` kwargs: reward settings, ``plan_mode`` (when set) and ``env_kwargs``."""
@@ -223,9 +226,13 @@ class RuntimeMixin:
 
         bar = tqdm(total=steps, desc="sft", disable=not (self.is_main and cfg.progress_bar))
 
-        def on_step(_: int, loss: float) -> None:
+        def on_step(i: int, loss: float) -> None:
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}")
+            self.heartbeat(lambda: f"sft step {i + 1}/{steps}, loss {loss:.3f}, ETA "
+                                   f"{eta(i + 1, steps, time.monotonic() - start)}")
+
+        start = time.monotonic()
 
         losses = sft_train(
             self.policy, samples, steps=steps, batch_size=cfg.sft_batch_size, micro_batch_tokens=cfg.micro_batch_tokens,
@@ -260,7 +267,8 @@ class RuntimeMixin:
         envs = [self.env_fn() for _ in range(max(1, min(cfg.num_envs, len(mine))))]
         agent = replace(self.agent, max_turns=cfg.eval_max_turns or cfg.max_turns)
         try:
-            report, trajs = evaluate_policy(self.policy, envs, agent, mine, temperature=cfg.eval_temperature,
+            say = lambda msg: self.heartbeat(lambda: f"evaluating {cfg.eval_split} at iteration {step}: {msg()}")  # noqa: E731
+            report, trajs = evaluate_policy(self.policy, envs, agent, mine, temperature=cfg.eval_temperature, progress=say,
                                             seed=cfg.seed + 12345, env_id=cfg.env, split=cfg.eval_split,
                                             autocast=self.accelerator.autocast)
         finally:

@@ -42,6 +42,7 @@ from trainers.core.config import TrainerConfig
 from trainers.core.logger import RunLogger
 from trainers.core.losses import aggregate_weights, entropy_bonus, kl_low_var, masked_mean
 from trainers.core.policy import Policy, Sampler, TokenLogprobs
+from trainers.core.progress import eta
 from trainers.core.registry import ADVANTAGES, POLICY_LOSSES
 from trainers.core.rollout import (
     AgentSpec,
@@ -172,6 +173,7 @@ class Trainer(RuntimeMixin):
             if last:
                 self.logger.log(last, step=0)
         bar = tqdm(total=cfg.iterations, initial=self.step, desc=self.name, disable=not (self.is_main and cfg.progress_bar))
+        loop_start, first = time.monotonic(), self.step
         while self.step < cfg.iterations:
             metrics = self.global_mean(self.train_step())
             self.step += 1
@@ -184,6 +186,11 @@ class Trainer(RuntimeMixin):
                 self.save()
             bar.update(1)
             bar.set_postfix(success=f"{metrics['env/success_rate']:.2f}", ret=f"{metrics['env/return']:.2f}")
+            self.heartbeat(lambda m=metrics: (
+                f"iteration {self.step}/{cfg.iterations}: {self.env_steps_total} env steps, success "
+                f"{m['env/success_rate']:.2f}, return {m['env/return']:.2f}"
+                + (f", eval success {m['eval/success_rate']:.3f}" if "eval/success_rate" in m else "")
+                + f", ETA {eta(self.step - first, cfg.iterations - first, time.monotonic() - loop_start)}"))
             last = metrics
         bar.close()
         self.finish()
@@ -229,7 +236,12 @@ class Trainer(RuntimeMixin):
     def collect(self, tasks: Sequence[TaskSpec]) -> tuple[list[Trajectory], RolloutStats]:
         """Play the tasks with the current policy (batched, lockstep); trajectories and rollout timing."""
         self.policy.train(False)
-        return self.collector.collect(tasks)
+        return self.collector.collect(tasks, progress=self.phase_progress("rollouts"))
+
+    def phase_progress(self, phase: str) -> Callable[[Callable[[], str]], None]:
+        """A progress callback for a phase of the current iteration (its lines name the iteration and phase)."""
+        total = self.config.iterations
+        return lambda msg: self.heartbeat(lambda: f"iteration {self.step + 1}/{total}: {phase}, {msg()}")
 
     def make_batch(self, trajs: list[Trajectory]) -> RLBatch:
         batch = RLBatch.from_trajectories(trajs)
@@ -329,10 +341,12 @@ class Trainer(RuntimeMixin):
         prompts = [batch.prompt_ids[i] for i in rows]
         responses = [batch.response_ids[i] for i in rows]
         tokens = 0
+        progress = self.phase_progress("update")
 
         def parts() -> Iterator[tuple[Tensor, dict[str, float]]]:
             nonlocal tokens
             for mb in self.policy.iter_micro_batches(prompts, responses, cfg.micro_batch_tokens):
+                progress(lambda n=tokens: f"{n} tokens through forward/backward in this step")
                 mb_rows = [rows[i] for i in mb.indices]
                 share = float(batch.weights[mb_rows].sum()) / total
                 if share == 0:

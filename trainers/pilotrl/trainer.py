@@ -171,7 +171,7 @@ class PilotRLTrainer(Trainer):
             collector = self.plan_exec_collector
             collector.next_traj_id = self.collector.next_traj_id  # one id sequence across collectors
         self.policy.train(False)
-        trajs, stats = collector.collect(tasks)
+        trajs, stats = collector.collect(tasks, progress=self.phase_progress(f"stage {self.stage} rollouts"))
         self.collector.next_traj_id = collector.next_traj_id
         return trajs, stats
 
