@@ -13,8 +13,9 @@ What it measures, each a median over ``--repeats`` runs on the same inputs:
   same temperature 1; tokens/s = generated tokens / wall time;
 * **rollouts**: a ``RolloutCollector`` wave on ``--envs`` PilotALFWorldSmall envs, ``--turns`` turns: generated
   tokens/s and the env's share of the wall time;
-* **training**: forward + backward of the collected turns through ``Policy.forward_logprobs`` (micro-batched as
-  the trainers do), full weights and LoRA (r=16): trained tokens/s (prompt + response tokens, padded);
+* **training**: forward + backward of ``--batch`` collected turns through ``Policy.forward_logprobs``
+  (micro-batched as the trainers do), full weights and LoRA (r=16): trained tokens/s (prompt + response tokens,
+  padded);
 * **memory**: peak RSS (CPU) or peak allocated GPU memory.
 """
 
@@ -156,7 +157,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
           f"{100 * out['env_share']:.2f}%", file=sys.stderr, flush=True)
 
     # --- training: forward + backward of the collected turns, full weights then LoRA
-    turns = [t for tr in trajs for t in tr.turns]
+    turns = [t for tr in trajs for t in tr.turns][: args.batch]  # a training batch of --batch turns
     p_ids, r_ids = [t.prompt_ids for t in turns], [t.response_ids for t in turns]
     for name, pol in (("full", policy), ("lora", _policy(args, lora=True))):
         pol.train(True)
