@@ -7,9 +7,10 @@ Imported by the examples as ``from recipes import GRPO_RECIPE`` (a script's own 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-__all__ = ["GRPO_ADVANTAGE", "GRPO_RECIPE", "TASK_TYPES", "budgeted"]
+__all__ = ["GRPO_ADVANTAGE", "GRPO_RECIPE", "TASK_TYPES", "budgeted", "sft_rl_table", "write_marked"]
 
 TASK_TYPES = ["pick_and_place_simple", "pick_clean_then_place_in_recep", "pick_heat_then_place_in_recep",
               "pick_cool_then_place_in_recep"]
@@ -69,3 +70,30 @@ def budgeted(trainer_cls: type, budget: int) -> type:
 
     Budgeted.__name__ = f"Budgeted{trainer_cls.__name__}"
     return Budgeted
+
+
+def sft_rl_table(history: list[dict], rl: str = "GRPO") -> str:
+    """SFT (the first evaluation) vs RL (the last) success per task type, from a trainer's ``eval_history``."""
+    sft, last = history[0]["by_type"], history[-1]["by_type"]
+    lines = [f"| task type | n | success after SFT | success after {rl} | progress SFT -> {rl} | steps SFT -> {rl} |",
+             "|---|---|---|---|---|---|"]
+    for t in [k for k in sft if k != "all"] + ["all"]:
+        a, b = sft[t], last.get(t, sft[t])
+        name = f"**{t}**" if t == "all" else t
+        lines.append(f"| {name} | {int(a['n'])} | {a['success']:.3f} | {b['success']:.3f} | "
+                     f"{a['progress']:.2f} -> {b['progress']:.2f} | {a['steps']:.1f} -> {b['steps']:.1f} |")
+    return "\n".join(lines)
+
+
+def write_marked(path: Path, start: str, end: str, text: str) -> None:
+    """Replace what stands between the markers ``start`` and ``end`` of ``path`` with ``text`` (appended, with its
+    markers, when they are missing)."""
+    doc = path.read_text() if path.exists() else ""
+    block = f"{start}\n{text.strip()}\n{end}"
+    if start in doc and end in doc:
+        head, rest = doc.split(start, 1)
+        doc = head + block + rest.split(end, 1)[1]
+    else:
+        doc = doc.rstrip() + "\n\n" + block + "\n"
+    path.write_text(doc)
+

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from _jobs import run_jobs
-from recipes import GRPO_RECIPE, budgeted
+from recipes import GRPO_RECIPE, budgeted, write_marked
 
 ARMS = ("grpo", "empg")
 QUICK = dict(sft_episodes=40, sft_steps=40, sft_warmup_steps=5, max_turns=6, eval_max_turns=6, eval_tasks=12,
@@ -118,10 +118,7 @@ def plot(results: dict[int, dict[str, dict]], out: Path, path: Path) -> Path:
 def write_docs(table_md: str, root: Path) -> None:
     """Put the table and the plot between the EMPG markers of docs/results.md and docs/trainers/empg.md."""
     for page, img in ((root / "docs" / "results.md", "img"), (root / "docs" / "trainers" / "empg.md", "../img")):
-        text = page.read_text()
-        head, rest = text.split(MARK_START, 1)
-        section = f"{table_md}\n\n![GRPO vs GRPO+EMPG]({img}/empg_curves.png)"
-        page.write_text(f"{head}{MARK_START}\n{section}\n{MARK_END}{rest.split(MARK_END, 1)[1]}")
+        write_marked(page, MARK_START, MARK_END, f"{table_md}\n\n![GRPO vs GRPO+EMPG]({img}/empg_curves.png)")
 
 
 def main() -> None:

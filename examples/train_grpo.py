@@ -22,38 +22,13 @@ import time
 from pathlib import Path
 
 import torch
-from recipes import GRPO_ADVANTAGE, GRPO_RECIPE
+from recipes import GRPO_ADVANTAGE, GRPO_RECIPE, sft_rl_table, write_marked
 
 from trainers.core.cli import config_from_args
 from trainers.grpo import GRPOConfig, GRPOTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
 MARK_START, MARK_END = "<!-- grpo:start -->", "<!-- grpo:end -->"
-
-
-def results_table(history: list[dict]) -> str:
-    """SFT (step 0) vs GRPO (last eval) success per task type, from the trainer's eval history."""
-    sft, grpo = history[0]["by_type"], history[-1]["by_type"]
-    lines = ["| task type | n | success after SFT | success after GRPO | progress SFT -> GRPO | steps SFT -> GRPO |",
-             "|---|---|---|---|---|---|"]
-    for t in [k for k in sft if k != "all"] + ["all"]:
-        a, b = sft[t], grpo[t]
-        name = f"**{t}**" if t == "all" else t
-        lines.append(f"| {name} | {int(a['n'])} | {a['success']:.3f} | {b['success']:.3f} | "
-                     f"{a['progress']:.2f} -> {b['progress']:.2f} | {a['steps']:.1f} -> {b['steps']:.1f} |")
-    return "\n".join(lines)
-
-
-def write_docs(section: str) -> None:
-    path = ROOT / "docs" / "results.md"
-    text = path.read_text() if path.exists() else "# Results\n"
-    block = f"{MARK_START}\n{section.strip()}\n{MARK_END}"
-    if MARK_START in text and MARK_END in text:
-        head, rest = text.split(MARK_START, 1)
-        text = head + block + rest.split(MARK_END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -71,14 +46,15 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {"wall_s": wall, "env_steps": last.get("env/steps_total"), "iterations": config.iterations,
                "eval": trainer.eval_history, "config": config.__dict__}
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
-    table = results_table(trainer.eval_history)
+    table = sft_rl_table(trainer.eval_history)
     print(table)
     print(f"wall time {wall / 60:.1f} min, {int(summary['env_steps'] or 0)} env steps (training rollouts)")
     if known.write_docs:
         img = ROOT / "docs" / "img" / "grpo_learning_curves.png"
         img.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(out / "learning_curves.png", img)
-        write_docs(f"{table}\n\n![GRPO learning curves](img/grpo_learning_curves.png)")
+        write_marked(ROOT / "docs" / "results.md", MARK_START, MARK_END,
+                     f"{table}\n\n![GRPO learning curves](img/grpo_learning_curves.png)")
     return summary
 
 

@@ -8,7 +8,9 @@ real engines (ScienceWorld, TextWorld) implement the same few methods.
 from __future__ import annotations
 
 import abc
+import contextlib
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ import numpy as np
 
 from pilot_envs.core.task import Subgoal
 
-__all__ = ["Backend", "TaskMeta", "Outcome", "cache_dir", "int_option", "CACHE_ENV_VAR"]
+__all__ = ["Backend", "TaskMeta", "Outcome", "cache_dir", "int_option", "write_cache_file", "CACHE_ENV_VAR"]
 
 CACHE_ENV_VAR = "PILOT_ENVS_CACHE_DIR"
 
@@ -112,6 +114,24 @@ def cache_dir(*parts: str, root: str | os.PathLike | None = None) -> Path:
     path = Path(root).expanduser().joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def write_cache_file(path: Path, text: str) -> None:
+    """Write a cache entry so that concurrent readers see no file or the whole file (a temporary file in the same
+    folder, then ``os.replace``). Best effort: a cache that cannot be written is skipped, never an error."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def int_option(options: dict[str, Any], key: str) -> int | None:

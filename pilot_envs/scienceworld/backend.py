@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from pilot_envs.core import spaces
-from pilot_envs.core.backend import Backend, Outcome, TaskMeta, cache_dir, int_option
+from pilot_envs.core.backend import Backend, Outcome, TaskMeta, cache_dir, int_option, write_cache_file
 from pilot_envs.core.task import Subgoal, oracle_plan_text
 from pilot_envs.scienceworld import tasks
 from pilot_envs.scienceworld.engine import Engine, EngineDied, require_engine
@@ -238,7 +237,7 @@ class ScienceWorldBackend(Backend):
                 gold = tuple(engine.call(engine.sw.get_gold_action_sequence))
                 self._gold_memo[key] = tuple(c for c in gold if c not in FREE_COMMANDS)
                 if path is not None:
-                    _atomic_write(path, json.dumps(list(self._gold_memo[key])))
+                    write_cache_file(path, json.dumps(list(self._gold_memo[key])))
         return self._gold_memo[key]
 
     def _gold_file(self, task: str, variation: int) -> Path | None:
@@ -326,20 +325,3 @@ class ScienceWorldBackend(Backend):
 
     def state_hash(self) -> str:
         return self._hash
-
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that concurrent readers see no file or the whole file (best effort: a cache
-    that cannot be written is skipped)."""
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from pilot_envs.core.backend import cache_dir
+from pilot_envs.core.backend import cache_dir, write_cache_file
 
 __all__ = ["CHALLENGES", "DEFAULT_SPLIT_SIZES", "GameSpec", "make_settings", "game_seed", "ensure_game", "find_game",
            "remove_stale_tmp", "GenerationError", "NoQuestError"]
@@ -206,7 +206,7 @@ def _verified(z8: Path, js: Path, digest: Path) -> bool:
         else:  # an entry of an older pilot-envs: verify what the files say about themselves, then record it
             ok = _story_file_ok(z8.read_bytes()) and _json_ok(js)
             if ok:
-                _atomic_write(digest, _checksums(z8, js))
+                write_cache_file(digest, _checksums(z8, js))
                 signature = _signature(z8, js, digest) if digest.exists() else signature
     except OSError:  # a file vanished under us (another process is replacing the entry): make it ourselves
         return False
@@ -238,23 +238,6 @@ def _json_ok(path: Path) -> bool:
         return isinstance(json.loads(path.read_bytes()), dict)
     except (OSError, ValueError):
         return False
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace`` (skipped when the cache is read-only)."""
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError:
-        pass
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
 
 
 def _host() -> str:
