@@ -41,3 +41,18 @@ def test_every_phase_of_a_run_reports(tmp_path: Path, capsys: pytest.CaptureFixt
     for phase in ("sft step 2/2", "evaluating valid_unseen at iteration 0", "iteration 1/1: rollouts",
                   "iteration 1/1: update", "iteration 1/1: ", "env steps, success", "ETA"):
         assert phase in err, phase
+
+
+def test_ticking_repeats_the_latest_status_during_a_long_call() -> None:
+    import time
+
+    out = io.StringIO()
+    beat = Heartbeat("x", every=0.05, stream=out)
+    with beat.ticking():
+        beat(lambda: "turn 3/15", force=True)
+        time.sleep(0.3)  # one long call: no new status offered meanwhile
+    lines = out.getvalue().splitlines()
+    assert lines[0].endswith("turn 3/15") and any(line.endswith("still working: turn 3/15") for line in lines[1:])
+    n = len(lines)
+    time.sleep(0.15)
+    assert len(out.getvalue().splitlines()) == n, "the ticker stops with the block"

@@ -2,15 +2,18 @@
 evaluation run, so a run on a slow machine (or in a log file, where tqdm bars do not show) is never silent.
 
 A :class:`Heartbeat` is called often and cheaply (every turn, every micro-batch, every SFT step) with a function
-that builds the message; it prints only when ``every`` seconds have passed since its last line. Lines go to
-stderr: ``[grpo 3m12s] iteration 4/40: rollouts, turn 7/15, 412 env steps, success so far 0.19``.
+that builds the message; it prints only when ``every`` seconds have passed since its last line. Where one call can
+take longer than that (a turn of a large batch on a CPU), :meth:`Heartbeat.ticking` also repeats the latest status
+from a background thread. Lines go to stderr: ``[grpo 3m12s] iteration 4/40: rollouts, turn 7/15, 412 env steps, success so far 0.19``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
 __all__ = ["Heartbeat", "eta", "fmt_seconds"]
@@ -49,15 +52,42 @@ class Heartbeat:
         self.enabled = enabled and every > 0
         self.stream = stream
         self.start = self.last = time.monotonic()
+        self._latest: Callable[[], str] | None = None
+        self._lock = threading.Lock()
 
     def __call__(self, message: Callable[[], str], *, force: bool = False) -> None:
         if not self.enabled:
             return
-        now = time.monotonic()
-        if force or now - self.last >= self.every:
-            self.last = now
-            print(f"[{self.name} {fmt_seconds(now - self.start)}] {message()}", file=self.stream or sys.stderr,
-                  flush=True)
+        with self._lock:
+            self._latest = message
+            now = time.monotonic()
+            if force or now - self.last >= self.every:
+                self.last = now
+                print(f"[{self.name} {fmt_seconds(now - self.start)}] {message()}", file=self.stream or sys.stderr,
+                      flush=True)
+
+    @contextlib.contextmanager
+    def ticking(self) -> Iterator[Heartbeat]:
+        """While inside, a background thread repeats the latest status (marked ``still working``) whenever
+        ``every`` seconds pass without a line, so one long call cannot leave the run silent."""
+        if not self.enabled:
+            yield self
+            return
+        stop = threading.Event()
+
+        def tick() -> None:
+            while not stop.wait(min(1.0, self.every)):
+                latest = self._latest
+                if latest is not None and time.monotonic() - self.last >= self.every:
+                    self(lambda latest=latest: f"still working: {latest()}")
+
+        thread = threading.Thread(target=tick, name=f"heartbeat-{self.name}", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            stop.set()
+            thread.join()
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start
