@@ -6,9 +6,10 @@ For each response (token ids) :func:`turn_layout` finds
   span (the tags themselves included by default), as three **disjoint** boolean masks: A^b goes on the
   switch tokens, A^H on the subgoal tokens (of segment-start turns only), A^L on the action tokens; every
   other token (eos, text outside the tags, repeated tags) is not trained. Only the first span of each tag
-  is used, because it is the one the env's parser reads. A token that straddles two spans (a BPE merge such
-  as ``><``) belongs to the span it overlaps most (ties: the earlier span), so no token carries two
-  advantages;
+  is used, because it is the one the env's parser reads. A token belongs to a span when it touches one of its
+  characters (every token holding a byte of a multi-byte character split over tokens touches it,
+  :func:`trainers.core.tagmask.token_char_ranges`); a token that straddles two spans (a BPE merge such as
+  ``><``) belongs to the span it overlaps most (ties: the earlier span), so no token carries two advantages;
 - ``low_index``: where the critic's V_L is read, as an index into the critic's outputs
   ``[1 + T_resp]`` (:class:`trainers.core.value.ValueModel`: index 0 = after the last prompt token,
   index ``j + 1`` = after response token ``j``). It is ``k + 1`` for the token ``k`` that completes the
@@ -27,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from trainers.core.tagmask import tag_char_spans, token_char_spans
+from trainers.core.tagmask import tag_char_spans, token_char_ranges
 
 __all__ = ["HIPER_TAGS", "TurnLayout", "batch_layout", "turn_layout"]
 
@@ -50,7 +51,7 @@ def _overlap(a: tuple[int, int], b: tuple[int, int]) -> int:
 
 def turn_layout(tokenizer: Any, response_ids: Sequence[int], *, include_tags: bool = True) -> TurnLayout:
     """The layout of one response (``tokenizer`` only needs ``decode``)."""
-    text, spans = token_char_spans(tokenizer, response_ids)
+    text, spans, touched = token_char_ranges(tokenizer, response_ids)
     first: dict[str, tuple[int, int]] = {}
     for tag in HIPER_TAGS:
         found = tag_char_spans(text, tag, include_tags=include_tags)
@@ -58,7 +59,7 @@ def turn_layout(tokenizer: Any, response_ids: Sequence[int], *, include_tags: bo
             first[tag] = found[0]
     order = sorted(first.items(), key=lambda kv: kv[1][0])  # tie-break: the earlier span
     masks = {tag: torch.zeros(len(spans), dtype=torch.bool) for tag in HIPER_TAGS}
-    for k, span in enumerate(spans):
+    for k, span in enumerate(touched):  # characters touched, not owned: split characters count for every token
         best, best_len = None, 0
         for tag, tag_span in order:
             n = _overlap(span, tag_span)
