@@ -136,3 +136,16 @@ def test_dart_noise_records_recoveries_not_mistakes(policy_path: str) -> None:
     assert mistakes > 0, "some histories show a random command instead of the previous target"
     with pytest.raises(ValueError, match="noise"):
         expert_samples(env, TASKS, render, noise=1.0)
+
+
+def test_sft_targets_end_with_the_tokenizers_own_eos() -> None:
+    """Chat models list several eos ids (Qwen2.5-Instruct: <|endoftext|> 151643, <|im_end|> 151645); the target must
+    end with the one the tokenizer names, not the smallest (it was the smallest once)."""
+    from types import SimpleNamespace
+
+    from trainers.core.sft import end_of_turn_id
+
+    qwen_like = SimpleNamespace(tokenizer=SimpleNamespace(eos_token_id=151645), eos_token_ids=frozenset({151643, 151645}))
+    assert end_of_turn_id(qwen_like) == 151645
+    other = SimpleNamespace(tokenizer=SimpleNamespace(eos_token_id=None), eos_token_ids=frozenset({7, 3}))
+    assert end_of_turn_id(other) == 3

@@ -38,7 +38,7 @@ from trainers.core.policy import Policy
 from trainers.core.prompts import get_format, render_expert_response
 from trainers.core.rollout import PromptRenderer, TaskSpec
 
-__all__ = ["SFTSample", "THINK_MODES", "current_milestone", "expert_corpus", "expert_response", "expert_samples", "sft_train"]
+__all__ = ["SFTSample", "THINK_MODES", "current_milestone", "end_of_turn_id", "expert_corpus", "expert_response", "expert_samples", "sft_train"]
 
 THINK_MODES = ("subgoal", "default", "none")
 
@@ -90,6 +90,13 @@ def expert_response(
     return text, (parts.get(f.carry) if f.carry is not None else None)
 
 
+def end_of_turn_id(policy: Any) -> int:
+    """The token that closes an SFT target: the tokenizer's own eos when it is one of the model's eos ids
+    (Qwen2.5-Instruct: ``<|im_end|>``, not the smaller ``<|endoftext|>``), else the smallest eos id."""
+    own = getattr(policy.tokenizer, "eos_token_id", None)
+    return own if own in policy.eos_token_ids else min(policy.eos_token_ids)
+
+
 def expert_samples(
     env: gym.Env,
     tasks: Iterable[TaskSpec],
@@ -114,7 +121,7 @@ def expert_samples(
         raise ValueError(f"noise must be in [0, 1), got {noise}")
     rng = rng if rng is not None else np.random.default_rng(0)
     policy = render.policy
-    eos = sorted(policy.eos_token_ids)[:1]
+    eos = [end_of_turn_id(policy)]
     fmt = render.agent.prompt_format
     out: list[SFTSample] = []
     for task in tasks:
