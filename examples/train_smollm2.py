@@ -8,9 +8,10 @@ step-level advantage, on small-scene PilotALFWorld, sized for about an hour of a
 
 The recipe (``RECIPE``): all weights trained (on a CPU, LoRA is slower for a model this small: docs/benchmarks.md,
 "Trainer speed"), think_action answers with the instructions in the chat template's system message, no history in
-the prompt, the task repeated at its end, 12-turn training episodes; SFT on 240 expert turns (60 steps of 4); then
-6 RL iterations of 2 tasks x 4 rollouts (the GiGPO step groups come from rollouts of one task meeting the same
-state). valid_unseen (its first ``eval_tasks`` tasks, 4 task types, 15 turns) is evaluated after SFT and after RL. Any ``--field value`` of ``GRPOConfig`` overrides the recipe (e.g. ``--iterations 4``, ``--model <dir>``).
+the prompt, the task repeated at its end, 10-turn training episodes; SFT on 160 expert turns (40 steps of 4); then
+4 RL iterations of 2 tasks x 4 rollouts (the GiGPO step groups come from rollouts of one task meeting the same
+state). valid_unseen (its first ``eval_tasks`` tasks, 4 task types, 12 turns, one batch) is evaluated after SFT and
+after RL. Measured CPU cost: docs/results.md. Any ``--field value`` of ``GRPOConfig`` overrides the recipe (e.g. ``--iterations 4``, ``--model <dir>``).
 """
 
 from __future__ import annotations
@@ -43,32 +44,32 @@ RECIPE: dict[str, Any] = dict(
     task_reminder=True,
     history_window=0,
     max_prompt_tokens=640,
-    max_new_tokens=40,
+    max_new_tokens=32,
     stop_strings=("</action>",),
-    max_turns=12,
-    eval_max_turns=15,
+    max_turns=10,
+    eval_max_turns=12,
     reward_mode="progress",
     success_reward=10.0,
     invalid_action_penalty=0.1,
     sft_episodes=40,
-    sft_steps=60,
+    sft_steps=40,
     sft_batch_size=4,
     sft_lr=5e-5,
     sft_warmup_steps=5,
     advantage="gigpo",
-    iterations=6,
+    iterations=4,
     tasks_per_iteration=2,
     group_size=4,
-    num_envs=8,
+    num_envs=16,
     lr=1e-5,
     kl_coef=0.0,
     temperature=1.0,
     eval_temperature=0.4,
-    eval_tasks=24,
+    eval_tasks=16,
     eval_samples=1,
     micro_batch_tokens=4096,
     save_every=0,
-    transcripts_every=2,
+    transcripts_every=1,
     tensorboard=False,
 )
 QUICK: dict[str, Any] = dict(sft_episodes=4, sft_steps=4, iterations=1, tasks_per_iteration=1, group_size=2, num_envs=2,

@@ -163,7 +163,8 @@ def test_bench_out_keeps_the_sections_it_did_not_measure(tmp_path, monkeypatch):
     out = tmp_path / "benchmarks.md"
     committed = (ROOT / "docs" / "benchmarks.md").read_text()
     out.write_text(committed + "\nAfter the block.\n")
-    old_rows = [line for line in committed.splitlines() if line.startswith("| ") and "engine |" not in line]
+    block = committed.split("<!-- env-throughput:start -->")[1].split("<!-- env-throughput:end -->")[0]
+    old_rows = [line for line in block.splitlines() if line.startswith("| ") and "engine |" not in line]
     other = [row for row in old_rows if row.split("|")[1].strip() not in NATIVE_LABELS]
     assert other, "docs/benchmarks.md has rows of other sections than native"
     monkeypatch.setattr(bench, "native_section", _fake_section(NATIVE_LABELS))
@@ -172,6 +173,7 @@ def test_bench_out_keeps_the_sections_it_did_not_measure(tmp_path, monkeypatch):
         text = out.read_text()
         assert all(row in text for row in other)  # the rows of sections not measured are kept
         assert not [row for row in old_rows if row not in other and row in text]  # the re-measured ones replaced
+        assert committed.split("<!-- env-throughput:end -->")[1] in text  # what follows the block is untouched
         assert text.count("| fake |") == 3 and text.count("<!-- bench:native:start -->") == 1
         assert text.startswith(committed.split("<!-- env-throughput:start -->")[0]) and "After the block." in text
     # the other section measured too: nothing of the old block is left, each section in its own block
