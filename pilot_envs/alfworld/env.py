@@ -81,7 +81,8 @@ class PilotALFWorldEnv(TextTaskEnv):
     and ``expert_plan`` (the oracle's next command and remaining commands), ``action_valid``,
     ``format_ok`` (the action text was well formed), ``command`` (what was executed), ``plan_score``
     (how well the agent's declared plan covers and orders the milestones, 0..1), ``plan_step`` (first plan
-    step not yet achieved), ``state_hash`` (stable across processes), ``task_type``, ``task_id``, ``split``.
+    step not yet achieved), ``plan_coverage`` (per milestone: the declared plan covers it, in an executable
+    order), ``state_hash`` (stable across processes), ``task_type``, ``task_id``, ``split``.
 
     ## Arguments
     ```python

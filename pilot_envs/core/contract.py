@@ -35,6 +35,7 @@ INFO_KEYS: Mapping[str, str] = {
     "command": "the command that was executed ('' for thoughts, plans and unreadable text)",
     "plan_score": "how well the agent's declared plan covers and orders the milestones, 0..1",
     "plan_step": "index of the first step of the plan in effect that is not yet achieved",
+    "plan_coverage": "which milestones the agent's declared plan covers in an order that can be executed (per milestone)",
     "state_hash": "a stable hash of the world state (equal states, equal hashes; GiGPO's anchor)",
     "task_type": "the task's type",
     "task_id": "the task's id (stable across processes)",

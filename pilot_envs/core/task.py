@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-__all__ = ["Subgoal", "flags_from_stage", "match_steps", "plan_score", "plan_step", "oracle_plan_text"]
+__all__ = ["Subgoal", "completeness", "flags_from_stage", "match_steps", "oracle_plan_text", "plan_coverage", "plan_score",
+           "plan_step"]
 
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset(["a", "an", "the", "to", "of", "in", "on", "at", "with", "from", "into", "onto", "and", "then", "it", "them", "some", "your", "you", "up", "for", "by"])
@@ -132,6 +133,33 @@ def plan_score(plan: Sequence[str], subgoals: Sequence[Subgoal]) -> float:
     recall = _lis_length(matched) / len(subgoals)
     precision = len(matched) / len(plan)
     return float(recall * (0.75 + 0.25 * precision))
+
+
+def plan_coverage(plan: Sequence[str], subgoals: Sequence[Subgoal]) -> tuple[bool, ...]:
+    """Per milestone: whether a step of ``plan`` covers it in an order that can be executed.
+
+    Steps are matched to milestones as by :func:`match_steps`; of the matched milestones, those of the longest
+    run that is in the true order count (a plan that puts "put the mug" before "take the mug" covers one of the
+    two). All False for an empty plan.
+    """
+    matched = [j for j in match_steps(plan, subgoals) if j is not None]
+    best: list[list[int]] = []  # best[i]: the longest increasing run of matched ending at matched[i]
+    for i, j in enumerate(matched):
+        prev = max((best[k] for k in range(i) if matched[k] < j), key=len, default=[])
+        best.append([*prev, j])
+    run = set(max(best, key=len, default=[]))
+    return tuple(j in run for j in range(len(subgoals)))
+
+
+def completeness(coverage: Sequence[bool], done: Sequence[bool]) -> float:
+    """Completeness of a plan in [0, 1]: the mean over the K milestones of (covered + reached) / 2, where covered
+    is :func:`plan_coverage` and reached says the executor that followed the plan reached the milestone.
+    Half of it is decided by the plan's text alone, half by what the plan made the executor do."""
+    if len(coverage) != len(done):
+        raise ValueError(f"coverage has {len(coverage)} milestones, done {len(done)}")
+    if not coverage:
+        return 0.0
+    return float(sum(bool(c) + bool(d) for c, d in zip(coverage, done, strict=True)) / (2 * len(coverage)))
 
 
 def plan_step(plan: Sequence[str], subgoals: Sequence[Subgoal], done: Sequence[bool]) -> int:

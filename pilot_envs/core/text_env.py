@@ -16,7 +16,7 @@ from pilot_envs.core.backend import Backend, Outcome, TaskMeta
 from pilot_envs.core.contract import PLAN_MODES, coerce_text
 from pilot_envs.core.protocol import ParsedAction, parse_action
 from pilot_envs.core.rewards import RewardConfig, reward
-from pilot_envs.core.task import flags_from_stage, plan_score, plan_step
+from pilot_envs.core.task import flags_from_stage, plan_coverage, plan_score, plan_step
 
 __all__ = ["TextTaskEnv", "PLAN_MODES", "NOTHING_HAPPENS", "OK"]
 
@@ -245,6 +245,7 @@ class TextTaskEnv(gym.Env[dict[str, Any], str]):
             "command": self._last_command,
             "plan_score": plan_score(self._declared_plan, meta.subgoals) if self._declared_plan else 0.0,
             "plan_step": plan_step(plan, meta.subgoals, done) if plan else 0,
+            "plan_coverage": plan_coverage(self._declared_plan, meta.subgoals),
             "state_hash": self.backend.state_hash(),
             "task_type": meta.task_type,
             "task_id": meta.task_id,

@@ -17,7 +17,7 @@ from pilot_envs.core import spaces
 from pilot_envs.core.backend import TaskMeta
 from pilot_envs.core.protocol import ParsedAction, parse_action
 from pilot_envs.core.rewards import RewardConfig, reward
-from pilot_envs.core.task import flags_from_stage, plan_score, plan_step
+from pilot_envs.core.task import flags_from_stage, plan_coverage, plan_score, plan_step
 from pilot_envs.core.text_env import OK, PLAN_MODES
 from pilot_envs.multiagent._common import (
     check_actions,
@@ -113,7 +113,7 @@ class HouseholdCoopEnv(ParallelEnv, EzPickle):
     ## Information
     Per agent, the single-agent keys - ``won``, ``lost``, ``progress``, ``subgoals``, ``subgoals_done``,
     ``expert_action`` / ``expert_plan`` (this agent's part of the team oracle; None / empty when it has
-    nothing to do), ``action_valid``, ``format_ok``, ``command``, ``plan_score``, ``plan_step``,
+    nothing to do), ``action_valid``, ``format_ok``, ``command``, ``plan_score``, ``plan_step``, ``plan_coverage``,
     ``state_hash`` (the whole team's state), ``task_type``, ``task_id``, ``split`` - plus ``team_reward``
     (the shared reward of the step), ``contribution`` (the change of team progress this agent's own
     command made during resolution; the agents' contributions sum to the step's progress change),
@@ -384,6 +384,7 @@ class HouseholdCoopEnv(ParallelEnv, EzPickle):
                 "command": self._commands[i],
                 "plan_score": plan_score(self._plans[i], meta.subgoals) if self._plans[i] else 0.0,
                 "plan_step": plan_step(plan, meta.subgoals, done) if plan else 0,
+                "plan_coverage": plan_coverage(self._plans[i], meta.subgoals),
                 "state_hash": state_hash,
                 "task_type": meta.task_type,
                 "task_id": meta.task_id,

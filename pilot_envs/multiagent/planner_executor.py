@@ -99,7 +99,7 @@ class PlannerExecutorEnv(AECEnv, EzPickle):
     ## Information
     Every key of the wrapped env's info after the latest step (``won``, ``progress``, ``subgoals``,
     ``subgoals_done``, ``expert_action``, ``expert_plan``, ``action_valid``, ``format_ok``, ``command``,
-    ``plan_score``, ``plan_step``, ``state_hash``, ``task_type``, ``task_id``, ``split`` ...) plus
+    ``plan_score``, ``plan_step``, ``plan_coverage``, ``state_hash``, ``task_type``, ``task_id``, ``split`` ...) plus
     ``acting_agent`` (who took the latest turn, None after reset), ``active_agent`` (whose turn it is now),
     ``trigger`` (why the planner has or last had the turn, a name from ``TRIGGERS``), ``world_step`` (whether
     the latest turn stepped the wrapped env), ``team_reward`` (the shared reward of the latest turn),

@@ -91,8 +91,8 @@ class PilotScienceWorldEnv(TextTaskEnv):
     ``won``, ``lost``, ``progress``, ``subgoals`` (the sequential checklist), ``subgoals_done``,
     ``expert_action`` and ``expert_plan`` (the rest of ScienceWorld's gold action path while the agent follows
     it; empty once it leaves the path, since ScienceWorld cannot plan from an arbitrary state),
-    ``action_valid``, ``format_ok``, ``command``, ``plan_score``, ``plan_step``, ``state_hash`` (a hash of the
-    engine's view of the state: room, inventory, clock, score, checklist, valid actions), ``task_type`` (the task
+    ``action_valid``, ``format_ok``, ``command``, ``plan_score``, ``plan_step``, ``plan_coverage``, ``state_hash``
+    (a hash of the engine's view of the state: room, inventory, clock, score, checklist, valid actions), ``task_type`` (the task
     name), ``task_id`` (``"boil/var3"``), ``split``.
 
     ## Arguments

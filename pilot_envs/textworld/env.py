@@ -85,7 +85,7 @@ class PilotTextWorldEnv(TextTaskEnv):
     ``expert_plan`` (TextWorld's ``policy_commands``: the winning policy from the current state, recomputed after
     every step), ``action_valid`` (TextWorld's tracker saw the command change or inspect the world: ``look``,
     ``examine`` and ``inventory`` count, ``wait`` does not), ``format_ok``, ``command``, ``plan_score``,
-    ``plan_step``, ``state_hash`` (hash of the game and TextWorld's facts), ``task_type`` (the challenge),
+    ``plan_step``, ``plan_coverage``, ``state_hash`` (hash of the game and TextWorld's facts), ``task_type`` (the challenge),
     ``task_id`` (TextWorld's game uuid), ``split``.
 
     ## Arguments
