@@ -10,10 +10,11 @@ from pilot_envs.registration import ENVS
 
 __all__ = ["env_card", "write_env_cards", "CARD_SOURCES"]
 
-#: extra documented classes that are not Gymnasium ids (PettingZoo envs): (title, "module:attr")
+#: extra documented classes that are not Gymnasium ids (PettingZoo envs, the planner's seat): (title, "module:attr")
 CARD_SOURCES: tuple[tuple[str, str], ...] = (
     ("planner_executor_v0", "pilot_envs.multiagent.planner_executor:PlannerExecutorEnv"),
     ("household_coop_v0", "pilot_envs.multiagent.household_coop:HouseholdCoopEnv"),
+    ("PlannerEnv", "pilot_envs.multiagent.planner_env:PlannerEnv"),
 )
 
 
