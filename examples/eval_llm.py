@@ -225,7 +225,7 @@ def summarize(trajs: Sequence[Trajectory], prompt_format: str, env_id: str, spli
     turns: dict[str, list] = defaultdict(list)
     for t in trajs:
         report.episodes.append(EpisodeResult(t.task_id, t.task_type, t.won, t.progress, len(t),
-                                             t.turns[-1].plan_score if t.turns else 0.0))
+                                             t.turns[-1].plan_score if t.turns else 0.0, t.total_reward))
         turns[t.task_type].extend(t.turns)
         turns["all"].extend(t.turns)
     rows = report.by_type()

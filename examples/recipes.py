@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from trainers.core.logger import atomic_write_text
+
 __all__ = ["GRPO_ADVANTAGE", "GRPO_RECIPE", "TASK_TYPES", "budgeted", "sft_rl_table", "write_marked"]
 
 TASK_TYPES = ["pick_and_place_simple", "pick_clean_then_place_in_recep", "pick_heat_then_place_in_recep",
@@ -95,5 +97,5 @@ def write_marked(path: Path, start: str, end: str, text: str) -> None:
         doc = head + block + rest.split(end, 1)[1]
     else:
         doc = doc.rstrip() + "\n\n" + block + "\n"
-    path.write_text(doc)
+    atomic_write_text(path, doc)
 

@@ -23,6 +23,8 @@ class EpisodeResult:
     progress: float
     steps: int
     plan_score: float = 0.0
+    ret: float = 0.0
+    """The episode's return (sum of its rewards)."""
 
 
 @dataclass
@@ -61,6 +63,7 @@ def _summary(es: list[EpisodeResult]) -> dict[str, float]:
         "progress": sum(e.progress for e in es) / n,
         "steps": sum(e.steps for e in es) / n,
         "plan_score": sum(e.plan_score for e in es) / n,
+        "return": sum(e.ret for e in es) / n,
     }
 
 
@@ -94,15 +97,17 @@ def evaluate(
         for k, i in enumerate(iterator):
             agent.reset(seed=seed + k)
             obs, info = env.reset(seed=seed + k, options={"split": split, "task_index": i})
-            steps, won = 0, False
+            steps, won, ret = 0, False, 0.0
             while True:
-                obs, _, term, trunc, info = env.step(agent.act(obs, info))
+                obs, reward, term, trunc, info = env.step(agent.act(obs, info))
                 steps += 1
+                ret += float(reward)
                 won = won or bool(info["won"])
                 if term or trunc:
                     break
             report.episodes.append(
-                EpisodeResult(info["task_id"], info["task_type"], won, float(info["progress"]), steps, info["plan_score"])
+                EpisodeResult(info["task_id"], info["task_type"], won, float(info["progress"]), steps, info["plan_score"],
+                              ret)
             )
         return report
     finally:

@@ -71,19 +71,23 @@ def evaluate_policy(
                 progress=t.progress,
                 steps=len(t),
                 plan_score=t.turns[-1].plan_score if t.turns else 0.0,
+                ret=t.total_reward,
             )
         )
     return report, trajs
 
 
 def report_metrics(report: SplitReport, prefix: str = "eval") -> dict[str, float]:
-    """Flat metrics: ``{prefix}/success_rate``, ``{prefix}/progress``, ``{prefix}/steps`` and
-    ``{prefix}/success/<task type>`` for each type."""
+    """Flat metrics: ``{prefix}/success_rate``, ``{prefix}/progress``, ``{prefix}/steps``, ``{prefix}/return`` (the mean
+    episode return), ``{prefix}/plan_score`` (of the last turn's declared plan) and ``{prefix}/success/<task type>``
+    for each type."""
     rows = report.by_type()
     out = {
         f"{prefix}/success_rate": rows["all"]["success"],
         f"{prefix}/progress": rows["all"]["progress"],
         f"{prefix}/steps": rows["all"]["steps"],
+        f"{prefix}/return": rows["all"]["return"],
+        f"{prefix}/plan_score": rows["all"]["plan_score"],
     }
     for t, s in rows.items():
         if t != "all":
