@@ -7,12 +7,13 @@ Imported by the examples as ``from recipes import GRPO_RECIPE`` (a script's own 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from trainers.core.logger import atomic_write_text
 
-__all__ = ["GRPO_ADVANTAGE", "GRPO_RECIPE", "TASK_TYPES", "budgeted", "sft_rl_table", "write_marked"]
+__all__ = ["GRPO_ADVANTAGE", "GRPO_RECIPE", "TASK_TYPES", "budgeted", "plot_curves", "sft_rl_table", "write_marked"]
 
 TASK_TYPES = ["pick_and_place_simple", "pick_clean_then_place_in_recep", "pick_heat_then_place_in_recep",
               "pick_cool_then_place_in_recep"]
@@ -99,3 +100,31 @@ def write_marked(path: Path, start: str, end: str, text: str) -> None:
         doc = doc.rstrip() + "\n\n" + block + "\n"
     atomic_write_text(path, doc)
 
+
+
+def plot_curves(runs: Sequence[tuple[str, Path, str, str]], keys: Sequence[str], path: Path) -> Path:
+    """One panel per metric key against env steps, one line per run: ``(label, metrics.jsonl, colour, line style)``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from trainers.core.logger import read_metrics
+
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.4 * len(keys), 3.4), squeeze=False)
+    for label, metrics, colour, style in runs:
+        recs = read_metrics(metrics)
+        for key, ax in zip(keys, axes[0], strict=True):
+            pts = [(r["env/steps_total"], r[key]) for r in recs if r.get(key) is not None and "env/steps_total" in r]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), style, color=colour, label=label, alpha=0.8)
+    for key, ax in zip(keys, axes[0], strict=True):
+        ax.set_title(f"training {key}", fontsize=10)
+        ax.set_xlabel("env steps", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

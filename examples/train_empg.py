@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from _jobs import run_jobs
-from recipes import GRPO_RECIPE, budgeted, write_marked
+from recipes import GRPO_RECIPE, budgeted, plot_curves, write_marked
 
 ARMS = ("grpo", "empg")
 QUICK = dict(sft_episodes=40, sft_steps=40, sft_warmup_steps=5, max_turns=6, eval_max_turns=6, eval_tasks=12,
@@ -87,32 +87,9 @@ def table(results: dict[int, dict[str, dict]]) -> str:
 
 def plot(results: dict[int, dict[str, dict]], out: Path, path: Path) -> Path:
     """Training success, mean token entropy and EMPG's g range against env steps, per seed and arm."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from trainers.core.logger import read_metrics
-
-    keys = ("env/success_rate", "policy/entropy", "adv/g_max")
-    fig, axes = plt.subplots(1, len(keys), figsize=(13, 3.4))
-    for k, seed in enumerate(sorted(results)):  # a colour per seed, a line style per arm
-        for arm, style in zip(ARMS, ("-", "--"), strict=True):
-            recs = read_metrics(out / f"seed{seed}" / arm / "metrics.jsonl")
-            for key, ax in zip(keys, axes, strict=True):
-                pts = [(r["env/steps_total"], r[key]) for r in recs if r.get(key) is not None and "env/steps_total" in r]
-                if pts:
-                    ax.plot(*zip(*pts, strict=True), style, color=f"C{k}", label=f"{arm} seed {seed}", alpha=0.8)
-    for key, ax in zip(keys, axes, strict=True):
-        ax.set_title(f"training {key}", fontsize=10)
-        ax.set_xlabel("env steps", fontsize=8)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    runs = [(f"{arm} seed {seed}", out / f"seed{seed}" / arm / "metrics.jsonl", f"C{k}", style)
+            for k, seed in enumerate(sorted(results)) for arm, style in zip(ARMS, ("-", "--"), strict=True)]
+    return plot_curves(runs, ("env/success_rate", "policy/entropy", "adv/g_max"), path)
 
 
 def write_docs(table_md: str, root: Path) -> None:

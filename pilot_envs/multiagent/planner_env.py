@@ -119,7 +119,7 @@ class PlannerEnv(gym.Env):
     ```
     """
 
-    metadata = {"render_modes": ["ansi"]}
+    metadata = {"render_modes": ["ansi", "human"]}
 
     def __init__(
         self,
