@@ -102,8 +102,10 @@ def write_marked(path: Path, start: str, end: str, text: str) -> None:
 
 
 
-def plot_curves(runs: Sequence[tuple[str, Path, str, str]], keys: Sequence[str], path: Path) -> Path:
-    """One panel per metric key against env steps, one line per run: ``(label, metrics.jsonl, colour, line style)``."""
+def plot_curves(runs: Sequence[tuple[str, Path, str, str]], keys: Sequence[str], path: Path,
+                xlabel: str = "env steps") -> Path:
+    """One panel per metric key against ``env/steps_total``, one line per run: ``(label, metrics.jsonl, colour, line
+    style)``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -120,7 +122,7 @@ def plot_curves(runs: Sequence[tuple[str, Path, str, str]], keys: Sequence[str],
                 ax.plot(*zip(*pts, strict=True), style, color=colour, label=label, alpha=0.8)
     for key, ax in zip(keys, axes[0], strict=True):
         ax.set_title(f"training {key}", fontsize=10)
-        ax.set_xlabel("env steps", fontsize=8)
+        ax.set_xlabel(xlabel, fontsize=8)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()

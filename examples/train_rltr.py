@@ -79,7 +79,7 @@ def load(out: Path) -> dict[int, dict]:
 
 def table(results: dict[int, dict]) -> str:
     """Per seed: after SFT -> after RLTR, success (%), return (completeness - format term), plan score."""
-    lines = ["| seed | success: SFT -> RLTR | return: SFT -> RLTR | plan score: SFT -> RLTR | env steps | wall |",
+    lines = ["| seed | success: SFT -> RLTR | return: SFT -> RLTR | plan score: SFT -> RLTR | training episodes | wall |",
              "|---|---|---|---|---|---|"]
     sums = [0.0] * 6
     for s in sorted(results):
@@ -99,7 +99,7 @@ def table(results: dict[int, dict]) -> str:
 def plot(results: dict[int, dict], out: Path, path: Path) -> Path:
     """Training return (completeness - format term) and success against env steps, per seed."""
     runs = [(f"seed {seed}", out / f"seed{seed}" / "metrics.jsonl", f"C{k}", "-") for k, seed in enumerate(sorted(results))]
-    return plot_curves(runs, ("env/return", "env/success_rate"), path)
+    return plot_curves(runs, ("env/return", "env/success_rate"), path, xlabel="training episodes (planner turns)")
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ step-level advantage, on small-scene PilotALFWorld, sized for about an hour of a
 
 The recipe (``RECIPE``): all weights trained (on a CPU, LoRA is slower for a model this small: docs/benchmarks.md,
 "Trainer speed"), think_action answers with the instructions in the chat template's system message, no history in
-the prompt, the task repeated at its end, 10-turn training episodes; SFT on 160 expert turns (40 steps of 4); then
+the prompt, the task repeated at its end, 10-turn training episodes; SFT on 800 expert turns (200 steps of 4); then
 4 RL iterations of 2 tasks x 4 rollouts (the GiGPO step groups come from rollouts of one task meeting the same
 state). valid_unseen (its first ``eval_tasks`` tasks, 4 task types, 12 turns, one batch) is evaluated after SFT and
 after RL. Measured CPU cost: docs/results.md. Any ``--field value`` of ``GRPOConfig`` overrides the recipe (e.g. ``--iterations 4``, ``--model <dir>``).
@@ -51,11 +51,11 @@ RECIPE: dict[str, Any] = dict(
     reward_mode="progress",
     success_reward=10.0,
     invalid_action_penalty=0.1,
-    sft_episodes=40,
-    sft_steps=40,
+    sft_episodes=100,
+    sft_steps=200,
     sft_batch_size=4,
     sft_lr=5e-5,
-    sft_warmup_steps=5,
+    sft_warmup_steps=10,
     advantage="gigpo",
     iterations=4,
     tasks_per_iteration=2,
