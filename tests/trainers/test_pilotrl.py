@@ -184,6 +184,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Recording:
         history_window=1, tiny_hidden=32, tiny_layers=1, tiny_heads=2, tiny_corpus_episodes=20, sft_episodes=4,
         sft_steps=2, sft_lr=1e-3, lr=1e-3, eval_tasks=4, eval_max_turns=3, transcripts_every=1, progress_bar=False,
         tensorboard=False, overlong_buffer=4,
+        entropy_coef=0.01,  # a gradient even when a group's returns tie (stages 2 and 3 must move the policy)
     )
     trainer = Recording(cfg)
     trainer.train()

@@ -17,6 +17,7 @@ from trainers.core.prompts import (
     render_messages,
     render_prompt,
     scaffold_texts,
+    turn_instruction,
 )
 from trainers.core.registry import FORMATS
 
@@ -68,8 +69,13 @@ def test_every_format_renders(
     show_plan = FORMATS.get(name).shows_plan if include_plan is None else include_plan
     assert (format_plan(OBS["plan"]) in text) == show_plan
     assert ("action 4" in text) == with_history
-    assert "<action>" in text or "Action:" in text
-    assert ("find a mug" in text) == (name == "hiper")
+    answer = FORMATS.get(name).field_templates[FORMATS.get(name).fields[-1]].split("{}")[0].strip()
+    assert answer in text  # the instruction names the answer's form (<action>, Action:, <plan> ...)
+    f = FORMATS.get(name)
+    if f.carry is not None:  # the carried value is shown on its line ...
+        assert f.carry_line.format("find a mug") in text
+    else:  # ... and only by formats that carry one
+        assert text.count("find a mug") == turn_instruction(f, OBS).count("find a mug")
 
 
 def test_history_window_and_step_numbers() -> None:
@@ -191,10 +197,12 @@ def test_expert_responses_are_well_formed() -> None:
 def test_expert_response_round_trip(name: str) -> None:
     act = "go to countertop 2"
     text = render_expert_response(name, action=act, plan=["a", "b"], subgoal="s", switch="KEEP", think="hm")
-    if FORMATS.get(name).field_templates["action"].startswith("<"):
+    f = FORMATS.get(name)
+    if all(f.field_templates[k].startswith("<") for k in f.fields):
         tags = parse_tags(text)
-        assert list(tags) == [f for f in FORMATS.get(name).fields]
-        assert tags["action"] == act
+        assert list(tags) == list(f.fields)
+        assert tags.get("action", act) == act
+        assert tags.get("plan", "Step 1: a Step 2: b") == "Step 1: a Step 2: b"
     else:
         assert text.endswith(f"Action: {act}")
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from pilot_envs.multiagent.planner_env import PlannerEnv
-from trainers.core.prompts import render_expert_response
 from trainers.core.registry import FORMATS, METHODS
+from trainers.core.sft import expert_response
 from trainers.rltr import RLTRConfig, RLTRTrainer
 
 
@@ -33,9 +33,10 @@ def test_config_checks() -> None:
 
 def test_the_planner_format_answers_with_the_oracle_plan() -> None:
     env = PlannerEnv("PilotALFWorld-v0")
-    _, info = env.reset(seed=0, options={"split": "valid_unseen", "task_index": 1})
-    answer = render_expert_response(FORMATS.get("planner"), action=info["expert_action"])
-    assert answer == info["expert_action"] and answer.startswith("<plan>Step 1: find ")
+    obs, info = env.reset(seed=0, options={"split": "valid_unseen", "task_index": 1})
+    answer, _ = expert_response("planner", obs, info, turn_idx=0, previous=None)  # the SFT target
+    assert answer == info["expert_action"] and answer.startswith("<plan>Step 1: find ") and ": check " in answer
+    assert FORMATS.get("planner").fields == ("plan",)
     _, reward, term, _, _ = env.step(answer)
     assert term and reward == pytest.approx(1.0)
 

@@ -311,7 +311,7 @@ def render_expert_response(
     fmt: str | PromptFormat,
     *,
     action: str,
-    plan: Sequence[str] | None = None,
+    plan: Sequence[str] | str | None = None,
     think: str | None = None,
     **parts: str | None,
 ) -> str:
@@ -320,11 +320,11 @@ def render_expert_response(
     ``parts`` are the values of further answer parts by name (e.g. ``subgoal=``). Parts the format does not
     use are ignored; a missing required part gets the format's default (a template over ``action``, e.g.
     ``think``: a sentence naming the action). A ``plan`` (list of steps) is written only by formats that have a
-    plan part.
+    plan part (a plan given as text, ``"Step 1: .. Step 2: .."``, is used as it is).
     """
     f = get_format(fmt)
-    values: dict[str, str | None] = {**parts, "action": action, "plan": format_plan(plan) if plan else None,
-                                     "think": think}
+    written_plan = (plan if isinstance(plan, str) else format_plan(plan)) if plan else None
+    values: dict[str, str | None] = {**parts, "action": action, "plan": written_plan, "think": think}
     out = []
     for name in f.fields:
         value = values.get(name)

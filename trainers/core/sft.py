@@ -86,7 +86,8 @@ def expert_response(
         parts.update(f.expert({"action": action, "plan": None, "think": think_text, **parts}, turn_idx=turn_idx,
                               previous=previous))
     written = {**parts, "subgoal": milestone or action}
-    text = render_expert_response(f, action=action, plan=plan, think=think_text, **written)
+    own = written.pop("plan", None)  # a plan the format's expert wrote itself (e.g. the planner's oracle plan)
+    text = render_expert_response(f, action=action, plan=own or plan, think=think_text, **written)
     return text, (parts.get(f.carry) if f.carry is not None else None)
 
 
