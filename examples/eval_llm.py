@@ -2,7 +2,7 @@
 
     python examples/eval_llm.py --model smollm2 --tasks 8                     # all three settings, first 8 tasks
     python examples/eval_llm.py --model smollm2 --settings react_fewshot --shots 2
-    python examples/eval_llm.py --model /path/to/hf-model --samples 3           # any model resolve_model takes
+    python examples/eval_llm.py --model MODEL --samples 3                       # MODEL: anything --model takes
     python examples/eval_llm.py --model smollm2 --tasks 8 --write-docs         # also regenerate docs/results.md
     python examples/eval_llm.py --write-docs-only --out runs/eval_llm/smollm2  # the docs from saved results
 
@@ -50,6 +50,7 @@ import torch
 import pilot_envs  # noqa: F401  (registers the env ids)
 from pilot_envs.core.contract import text_env
 from pilot_envs.core.protocol import parse_action
+from pilot_envs.docs import write_marked
 from pilot_envs.evaluate import EpisodeResult, SplitReport
 from trainers.core.evaluation import split_tasks
 from trainers.core.logger import atomic_write_text, save_transcripts
@@ -418,21 +419,12 @@ def docs_section(records: Sequence[Mapping[str, Any]], notes: str) -> str:
 
 def write_docs(records: Sequence[Mapping[str, Any]], path: Path = DOCS) -> Path:
     """Regenerate the section between the markers (a fresh one goes before ``DOCS_BEFORE``), keeping the notes."""
-    text = path.read_text() if path.exists() else "# Results\n"
-    notes = ""
-    if MARK_START in text and MARK_END in text:
-        head, rest = text.split(MARK_START, 1)
-        old, tail = rest.split(MARK_END, 1)
-        if NOTES_START in old and NOTES_END in old:
-            notes = old.split(NOTES_START, 1)[1].split(NOTES_END, 1)[0]
-    elif DOCS_BEFORE in text:
-        head, tail = text.split(DOCS_BEFORE, 1)
-        tail = "\n\n" + DOCS_BEFORE + tail
-    else:
-        head, tail = text.rstrip() + "\n\n", "\n"
-    block = f"{MARK_START}\n{docs_section(records, notes)}\n{MARK_END}"
-    path.write_text(head + block + tail)
-    return path
+
+    def section(old: str) -> str:
+        notes = old.split(NOTES_START, 1)[1].split(NOTES_END, 1)[0] if NOTES_START in old and NOTES_END in old else ""
+        return docs_section(records, notes) + "\n"
+
+    return write_marked(path, MARK_START, MARK_END, section, before=DOCS_BEFORE)
 
 
 def load_records(out: Path) -> list[dict]:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from trainers.core.logger import atomic_write_text
+from pilot_envs import docs
 
 __all__ = ["GRPO_ADVANTAGE", "GRPO_RECIPE", "TASK_TYPES", "budgeted", "plot_curves", "sft_rl_table", "write_marked"]
 
@@ -90,16 +90,8 @@ def sft_rl_table(history: list[dict], rl: str = "GRPO") -> str:
 
 def write_marked(path: Path, start: str, end: str, text: str) -> None:
     """Replace what stands between the markers ``start`` and ``end`` of ``path`` with ``text`` (appended, with its
-    markers, when they are missing)."""
-    doc = path.read_text() if path.exists() else ""
-    block = f"{start}\n{text.strip()}\n{end}"
-    if start in doc and end in doc:
-        head, rest = doc.split(start, 1)
-        doc = head + block + rest.split(end, 1)[1]
-    else:
-        doc = doc.rstrip() + "\n\n" + block + "\n"
-    atomic_write_text(path, doc)
-
+    markers, when they are missing), atomically."""
+    docs.write_marked(path, start, end, text.strip() + "\n")
 
 
 def plot_curves(runs: Sequence[tuple[str, Path, str, str]], keys: Sequence[str], path: Path,

@@ -6,7 +6,6 @@ import argparse
 import importlib.util
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +130,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from pilot_envs.bench import SECTIONS, bench_command, merge_sections, render_markdown, run_sections
+    from pilot_envs.docs import write_marked
 
     sections = args.sections.split(",") if args.sections else None
     unknown = [name for name in sections or () if name not in SECTIONS]
@@ -145,7 +145,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if out is not None:
         measured = {r.name: render_markdown(r.rows, [], bench_command([r.name], args.quick))
                     for r in results if not r.skipped}  # a section that could not run keeps its earlier numbers
-        _write_section(out, "env-throughput", lambda old: merge_sections(old, measured))
+        write_marked(out, "<!-- env-throughput:start -->", "<!-- env-throughput:end -->",
+                     lambda old: merge_sections(old, measured))
         print(f"written to {out}")
     return 0
 
@@ -159,23 +160,6 @@ def _check_writable(path: Path) -> None:
         raise ValueError(f"--out {path}: the folder {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ValueError(f"--out {path}: the folder {folder} is not writable")
-
-
-def _write_section(path: Path, name: str, body: Callable[[str], str]) -> None:
-    """Rewrite the text between ``<!-- name:start -->`` and ``<!-- name:end -->`` markers (added at the end of the
-    file when missing) to ``body(old text between them)``, atomically; the rest of the file is kept."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    old = path.read_text() if path.exists() else ""
-    if start in old and end in old[old.index(start) :]:
-        i = old.index(start)
-        j = old.index(end, i)
-        inside = old[i + len(start) : j].strip("\n")
-        new = old[:i] + f"{start}\n{body(inside)}{end}" + old[j + len(end) :]
-    else:
-        new = (old.rstrip() + "\n\n" if old else "") + f"{start}\n{body('')}{end}\n"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(new)
-    tmp.replace(path)
 
 
 def cmd_docs(args: argparse.Namespace) -> int:

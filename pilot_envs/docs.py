@@ -1,14 +1,17 @@
-"""Render env cards (docs/envs/*.md) from the env classes' docstrings, Gymnasium style."""
+"""Render env cards (docs/envs/*.md) from the env classes' docstrings, Gymnasium style, and rewrite the generated
+blocks of other docs pages (:func:`write_marked`)."""
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 from pilot_envs.registration import ENVS
 
-__all__ = ["env_card", "write_env_cards", "CARD_SOURCES"]
+__all__ = ["env_card", "write_env_cards", "write_marked", "CARD_SOURCES"]
 
 #: extra documented classes that are not Gymnasium ids (PettingZoo envs, the planner's seat): (title, "module:attr")
 CARD_SOURCES: tuple[tuple[str, str], ...] = (
@@ -53,3 +56,27 @@ def write_env_cards(out: Path) -> list[Path]:
         tmp.replace(path)
         written.append(path)
     return written
+
+
+def write_marked(path: Path, start: str, end: str, body: str | Callable[[str], str], *, heading: str = "",
+                 before: str | None = None) -> Path:
+    """Rewrite what stands between the markers ``start`` and ``end`` of the Markdown file ``path`` to ``body`` (or
+    ``body(the old text between them)``), atomically, keeping the rest of the file. ``body`` is written as it is
+    (end it with a newline to put ``end`` on its own line). Without the markers the block is added: before the
+    line ``before`` when the file has it, else at the end after ``heading``."""
+    old = path.read_text() if path.exists() else ""
+    i = old.find(start)
+    j = old.find(end, i + len(start)) if i >= 0 else -1
+    inside = old[i + len(start) : j].strip("\n") if j >= 0 else ""
+    block = f"{start}\n{body(inside) if callable(body) else body}{end}"
+    if j >= 0:
+        new = old[:i] + block + old[j + len(end) :]
+    elif before is not None and before in old:
+        k = old.index(before)
+        new = old[:k] + block + "\n\n" + old[k:]
+    else:
+        new = (old.rstrip() + "\n\n" if old else "") + heading + block + "\n"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(new)
+    tmp.replace(path)
+    return path

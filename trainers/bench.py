@@ -32,6 +32,8 @@ from typing import Any
 
 import torch
 
+from pilot_envs.docs import write_marked
+
 __all__ = ["SHAPES", "main", "run"]
 
 SHAPES: dict[str, dict[str, Any]] = {
@@ -215,15 +217,8 @@ def section(args: argparse.Namespace, r: dict[str, Any], argv: list[str]) -> str
 
 
 def write_section(path: Path, text: str) -> None:
-    """Replace the trainer-speed section of ``path`` (appended when missing)."""
-    doc = path.read_text(encoding="utf-8")
-    block = f"{MARK_START}\n{text}\n{MARK_END}"
-    if MARK_START in doc and MARK_END in doc:
-        head, rest = doc.split(MARK_START, 1)
-        doc = head + block + rest.split(MARK_END, 1)[1]
-    else:
-        doc = doc.rstrip() + "\n\n## Trainer speed on a real model\n\n" + block + "\n"
-    path.write_text(doc, encoding="utf-8")
+    """Replace the trainer-speed section of ``path`` (appended, under its heading, when missing), atomically."""
+    write_marked(path, MARK_START, MARK_END, text + "\n", heading="## Trainer speed on a real model\n\n")
 
 
 def main(argv: list[str] | None = None) -> int:
