@@ -140,8 +140,15 @@ def plan_coverage(plan: Sequence[str], subgoals: Sequence[Subgoal]) -> tuple[boo
 
     Steps are matched to milestones as by :func:`match_steps`; of the matched milestones, those of the longest
     run that is in the true order count (a plan that puts "put the mug" before "take the mug" covers one of the
-    two). All False for an empty plan.
+    two). All False for an empty plan. Cached: an env reports it on every step for the same declared plan.
     """
+    if not plan:
+        return (False,) * len(subgoals)
+    return _coverage(tuple(plan), tuple(subgoals))
+
+
+@lru_cache(maxsize=4096)
+def _coverage(plan: tuple[str, ...], subgoals: tuple[Subgoal, ...]) -> tuple[bool, ...]:
     matched = [j for j in match_steps(plan, subgoals) if j is not None]
     best: list[list[int]] = []  # best[i]: the longest increasing run of matched ending at matched[i]
     for i, j in enumerate(matched):

@@ -34,16 +34,15 @@ def _follower() -> Agent:
     return PlanFollower()  # type: ignore[return-value]
 
 
-def _located(info: dict[str, Any]) -> tuple[str, ...]:
-    from pilot_envs.alfworld.plans import located_plan
-
-    todo = [g for g, done in zip(info["subgoals"], info["subgoals_done"], strict=True) if not done]
-    return located_plan(todo, info["expert_plan"])
-
-
 def milestones_left(info: dict[str, Any]) -> tuple[str, ...]:
     """The milestones not reached yet: the oracle plan of an executor that needs no places."""
     return tuple(g for g, done in zip(info["subgoals"], info["subgoals_done"], strict=True) if not done)
+
+
+def _located(info: dict[str, Any]) -> tuple[str, ...]:
+    from pilot_envs.alfworld.plans import located_plan
+
+    return located_plan(milestones_left(info), info["expert_plan"])
 
 
 def numbered_plan(steps: Sequence[str]) -> str:
