@@ -12,7 +12,7 @@ shared network (``pilot_envs.wrappers.sb3_policy.CommandScoringPolicy``; ``--pol
 plain ``MultiInputPolicy``). Everything runs in this one process on one CPU thread.
 
     python examples/sb3_maskable_ppo.py --minutes 60          # the measured run of docs/results_sb3.md
-    python examples/sb3_maskable_ppo.py --timesteps 20000 --out-md /tmp/r.md --out-png /tmp/r.png   # a quick look
+    python examples/sb3_maskable_ppo.py --timesteps 20000 --out-md runs/sb3/r.md --out-png runs/sb3/r.png   # a quick look
 
 The budget is ``--timesteps`` per run (250k by default: about 5 CPU-minutes per run, so roughly 12-15 minutes
 for the whole script on an idle 2-core machine), capped by ``--minutes`` of wall-clock time per run.

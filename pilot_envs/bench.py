@@ -156,7 +156,7 @@ def bench_command(sections: list[str] | None, quick: bool) -> str:
 
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
-    try:
+    try:  # the CPU's model name, from the Linux kernel's CPU description (platform's answer elsewhere)
         with open("/proc/cpuinfo") as f:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):

@@ -100,7 +100,8 @@ def test_overwrite_and_exists(tmp_path: Path) -> None:
 
 def test_resolve_model_caches_by_corpus_and_config(tmp_path: Path) -> None:
     assert resolve_model("Qwen/Qwen2.5-1.5B-Instruct", tmp_path) == "Qwen/Qwen2.5-1.5B-Instruct"
-    assert resolve_model("/some/local/path", tmp_path) == "/some/local/path"
+    local = str(tmp_path / "my-model")  # a path is passed on as it is
+    assert resolve_model(local, tmp_path) == local
     first = resolve_model("tiny", tmp_path, corpus=CORPUS, **SMALL)
     stamp = (Path(first) / "model.safetensors").stat().st_mtime_ns
     again = resolve_model("tiny", tmp_path, corpus=CORPUS, **SMALL)
