@@ -229,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C: a short note and the shell's exit code for SIGINT, no traceback
         print("\npilot-envs: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader left (``pilot-envs list | head``): stop quietly, as the shell's tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes stdout
+        return 141
 
 
 if __name__ == "__main__":

@@ -189,3 +189,16 @@ def test_bench_out_keeps_the_sections_it_did_not_measure(tmp_path, monkeypatch):
 def test_play_index_needs_a_split(capsys):
     assert main(["play", "PilotALFWorld-v0", "--index", "3"]) == 2
     assert "--index needs --split" in capsys.readouterr().err
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    """``pilot-envs list | head -1``: the reader leaves early; no traceback, the shell's exit code for SIGPIPE."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "pilot_envs", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # like head after its first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) in (0, 141) and "Traceback" not in err, err
