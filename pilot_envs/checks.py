@@ -28,6 +28,10 @@ __all__ = [
     "check_vector_sync_async",
     "check_reward_modes_same_dynamics",
     "obs_equal",
+    "choose_action",
+    "snapshot_then_continue",
+    "restore_then_continue",
+    "check_snapshot",
 ]
 
 Policy = Callable[[dict[str, Any], dict[str, Any], np.random.Generator], str]
@@ -214,3 +218,82 @@ def check_no_op_after_termination(
     if actions:
         ours = [w for w in caught if "reset()" in str(w.message) and "terminated" in str(w.message)]
         assert len(ours) == 1, f"expected one warning to call reset(), got {[str(w.message) for w in caught]}"
+
+
+def choose_action(choice: int | str | None, obs: dict[str, Any], info: dict[str, Any]) -> str:
+    """An action from a recorded choice: an int picks an admissible command (modulo their number), None the
+    oracle's command, a string is sent as it is (any text: thoughts, plans, garbage). ``look`` where the
+    observation lists no commands or the info has no oracle."""
+    if choice is None:
+        return info.get("expert_action") or "look"
+    if isinstance(choice, int):
+        cmds = obs.get("admissible_commands", ())
+        return str(cmds[choice % len(cmds)]) if len(cmds) else "look"
+    return choice
+
+
+def _continue(env: gym.Env, choices: Sequence[int | str | None], obs: dict[str, Any], info: dict[str, Any]) -> list:
+    """Play ``choices`` (no reset on termination: later steps are the contract's no-ops), then ``reset()`` once
+    without a seed (which depends on the env's random generator); everything observable, as snapshot data."""
+    from pilot_envs.core.snapshot import encode
+
+    trace = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the no-op steps after termination warn
+        for choice in choices:
+            obs, reward, term, trunc, info = env.step(choose_action(choice, obs, info))
+            trace.append(encode([obs, float(reward), bool(term), bool(trunc), info]))
+        trace.append(encode(list(env.reset())))
+    return trace
+
+
+def snapshot_then_continue(
+    env: gym.Env, *, seed: int, before: Sequence[int | str | None], after: Sequence[int | str | None]
+) -> tuple[dict[str, Any], tuple[dict[str, Any], dict[str, Any]], list]:
+    """Reset with ``seed``, play ``before``, take a snapshot, play ``after``: the snapshot, the observation and
+    info it was taken at, and everything ``after`` showed."""
+    from pilot_envs.core.snapshot import get_state
+
+    obs, info = env.reset(seed=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for choice in before:
+            obs, _, _, _, info = env.step(choose_action(choice, obs, info))
+    snapshot = get_state(env)
+    return snapshot, (obs, info), _continue(env, after, obs, info)
+
+
+def restore_then_continue(
+    env: gym.Env, snapshot: dict[str, Any], at: tuple[dict[str, Any], dict[str, Any]], after: Sequence[int | str | None]
+) -> list:
+    """Restore ``snapshot`` into ``env``, then play ``after`` from the observation and info ``at`` (those the
+    snapshot was taken at) as :func:`snapshot_then_continue` did."""
+    from pilot_envs.core.snapshot import get_state, set_state
+
+    set_state(env, snapshot)
+    again = get_state(env)
+    assert again["fields"] == snapshot["fields"], "a restored env's snapshot differs from the one restored"
+    return _continue(env, after, *at)
+
+
+def check_snapshot(
+    env: gym.Env,
+    fresh: gym.Env,
+    *,
+    seed: int,
+    before: Sequence[int | str | None],
+    after: Sequence[int | str | None],
+) -> None:
+    """A snapshot restores exactly. In ``env``: reset with ``seed``, play ``before`` (choices as
+    :func:`choose_action` reads them), take a snapshot, play ``after`` (A); restore the snapshot and play ``after``
+    again (B). In ``fresh`` (an env made the same way): restore the snapshot after a trip through JSON and play
+    ``after`` once more (C). A, B and C must be equal step by step (observations, rewards, flags, infos, with their
+    types), and so must a ``reset()`` without a seed that follows them."""
+    snapshot, at, a = snapshot_then_continue(env, seed=seed, before=before, after=after)
+    b = restore_then_continue(env, snapshot, at, after)
+    c = restore_then_continue(fresh, json.loads(json.dumps(snapshot)), at, after)
+    for name, other in (("restored in the same env", b), ("restored from JSON in a fresh env", c)):
+        assert len(a) == len(other), f"{name}: {len(other)} steps instead of {len(a)}"
+        for i, (x, y) in enumerate(zip(a, other, strict=True)):
+            what = f"step {i + 1} after the snapshot" if i < len(after) else "the reset after the episode"
+            assert x == y, f"{name}: {what} differs from continuing the original"

@@ -13,6 +13,7 @@ from pilot_envs.alfworld.scene import TASK_TYPES, Scene
 from pilot_envs.alfworld.text import NOTHING
 from pilot_envs.alfworld.world import World
 from pilot_envs.core.backend import Backend, Outcome, TaskMeta
+from pilot_envs.core.snapshot import SnapshotError
 from pilot_envs.core.task import oracle_plan_text
 
 __all__ = ["HouseholdBackend", "GRAMMARS", "OPTION_KEYS"]
@@ -27,6 +28,7 @@ class HouseholdBackend(Backend):
     max_commands = 512
     max_subgoals = 8
     domain = "a text-based embodied environment"
+    exact_snapshots = True
 
     def __init__(
         self,
@@ -103,6 +105,15 @@ class HouseholdBackend(Backend):
 
     def admissible_commands(self) -> tuple[str, ...]:
         return self.world.admissible_commands()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"world": self.world, "num_goals": self._num_goals}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        world = state["world"]
+        if not isinstance(world, World) or world.legacy != self.legacy:
+            raise SnapshotError("damaged snapshot: the backend state is not a household world of this grammar")
+        self.world, self.scene, self._num_goals = world, world.scene, int(state["num_goals"])
 
     def stage(self) -> int:
         return milestones.stage(self.world, self.scene.task)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pilot_envs.core.snapshot import register_state_class
+
 TASK_TYPES: tuple[str, ...] = (
     "pick_and_place_simple",
     "look_at_obj_in_light",
@@ -19,6 +21,7 @@ TASK_TYPES: tuple[str, ...] = (
 )
 
 
+@register_state_class
 @dataclass(frozen=True)
 class ReceptacleSpec:
     """One receptacle instance, e.g. ``ReceptacleSpec("cabinet 1", "Cabinet", True, False)``."""
@@ -29,6 +32,7 @@ class ReceptacleSpec:
     opened: bool = False  # initial state (only meaningful when openable)
 
 
+@register_state_class
 @dataclass(frozen=True)
 class ObjectSpec:
     """One object instance and where it starts, e.g. ``ObjectSpec("mug 1", "Mug", "cabinet 1")``."""
@@ -38,6 +42,7 @@ class ObjectSpec:
     location: str  # name of the receptacle it starts in/on
 
 
+@register_state_class
 @dataclass(frozen=True)
 class TaskSpec:
     """The goal: one of :data:`TASK_TYPES` with its parameters and the goal sentence."""
@@ -49,6 +54,7 @@ class TaskSpec:
     goal: str  # e.g. "put a clean mug in cabinet" (no trailing period)
 
 
+@register_state_class
 @dataclass(frozen=True)
 class Scene:
     """A whole task. Receptacles are listed in the order the room description uses."""

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pilot_envs.alfworld import text as T
 from pilot_envs.alfworld.catalog import CAN_CONTAIN, OBJECT_CLASSES
 from pilot_envs.alfworld.scene import Scene
+from pilot_envs.core.snapshot import register_state_class
 
 __all__ = ["World"]
 
@@ -30,8 +31,14 @@ _KNIVES = frozenset({"Knife", "ButterKnife"})
 _APPLIANCE = {"heat": "Microwave", "cool": "Fridge", "clean": "SinkBasin"}
 
 
+@register_state_class
 class World:
     """Mutable state of one household, built from a :class:`Scene`."""
+
+    #: everything that changes after ``__init__`` (the rest is derived from the scene); a snapshot holds the scene
+    #: and these, and restoring rebuilds the world from the scene and sets them: time proportional to the state
+    MUTABLE = ("agent", "holding", "opened", "contents", "location", "clean", "hot", "cool", "sliced", "toggled",
+               "version")
 
     def __init__(self, scene: Scene, *, legacy: bool = False):
         self.scene = scene
@@ -95,6 +102,20 @@ class World:
         new._memo = {}
         new._verbs = {name: getattr(new, fn.__name__) for name, fn in self._verbs.items()}
         return new
+
+    def _snapshot_encode(self) -> dict:
+        return {"scene": self.scene, "legacy": self.legacy, **{k: getattr(self, k) for k in self.MUTABLE}}
+
+    @classmethod
+    def _snapshot_decode(cls, state: dict) -> World:
+        world = cls._blank(state)
+        for key in cls.MUTABLE:
+            setattr(world, key, state[key])
+        return world
+
+    @classmethod
+    def _blank(cls, state: dict) -> World:
+        return cls(state["scene"], legacy=state["legacy"])
 
     # ------------------------------------------------------------------ queries
     def visible(self, rec: str) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from pilot_envs.core.snapshot import register_state_class
 from pilot_envs.core.task import Subgoal
 
 __all__ = ["Backend", "TaskMeta", "Outcome", "cache_dir", "int_option", "write_cache_file", "CACHE_ENV_VAR"]
@@ -24,6 +25,7 @@ __all__ = ["Backend", "TaskMeta", "Outcome", "cache_dir", "int_option", "write_c
 CACHE_ENV_VAR = "PILOT_ENVS_CACHE_DIR"
 
 
+@register_state_class
 @dataclass(frozen=True)
 class TaskMeta:
     """What a backend tells the env about the task it just loaded."""
@@ -58,6 +60,9 @@ class Backend(abc.ABC):
     domain: str = "a text-based environment"
     #: a command that changes nothing (``TextEnv.noop_action``)
     noop_action: str = "look"
+    #: True when :meth:`snapshot`/:meth:`restore` copy the engine's state exactly; False: a snapshot of the env
+    #: replays the episode's commands from the same ``load`` instead (checked with :meth:`state_hash`)
+    exact_snapshots: bool = False
 
     @abc.abstractmethod
     def load(self, rng: np.random.Generator, options: dict[str, Any]) -> TaskMeta:
@@ -97,6 +102,15 @@ class Backend(abc.ABC):
     def help_text(self) -> str | None:
         """Text answered to ``help``, or None when the engine answers ``help`` itself."""
         return None
+
+    def snapshot(self) -> Any:
+        """The engine's whole state as snapshot data (see :mod:`pilot_envs.core.snapshot`); only when
+        ``exact_snapshots``."""
+        raise NotImplementedError(f"{type(self).__name__} does not copy its state (exact_snapshots is False)")
+
+    def restore(self, state: Any) -> None:
+        """Make the engine's state the one :meth:`snapshot` returned (only when ``exact_snapshots``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not copy its state (exact_snapshots is False)")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release engine resources (processes, files)."""

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from pilot_envs.core.snapshot import register_state_class
+
 __all__ = ["Subgoal", "completeness", "flags_from_stage", "match_steps", "oracle_plan_text", "plan_coverage", "plan_score",
            "plan_step"]
 
@@ -43,6 +45,7 @@ def words(text: str) -> tuple[str, ...]:
     return tuple(w for w in _WORD.findall(text.lower()) if w not in _STOP)
 
 
+@register_state_class
 @dataclass(frozen=True)
 class Subgoal:
     """One milestone. ``text`` is what a person reads ("clean the mug with the sinkbasin").

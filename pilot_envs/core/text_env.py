@@ -16,6 +16,7 @@ from pilot_envs.core.backend import Backend, Outcome, TaskMeta
 from pilot_envs.core.contract import PLAN_MODES, coerce_text
 from pilot_envs.core.protocol import ParsedAction, parse_action
 from pilot_envs.core.rewards import RewardConfig, reward
+from pilot_envs.core.snapshot import SnapshotError, Snapshottable, decode, encode
 from pilot_envs.core.task import flags_from_stage, plan_coverage, plan_score, plan_step
 
 __all__ = ["TextTaskEnv", "PLAN_MODES", "NOTHING_HAPPENS", "OK"]
@@ -24,8 +25,18 @@ NOTHING_HAPPENS = "Nothing happens."
 OK = "OK."
 
 
-class TextTaskEnv(gym.Env[dict[str, Any], str]):
+class TextTaskEnv(Snapshottable, gym.Env[dict[str, Any], str]):
     """A text task behind the common contract. See :mod:`pilot_envs.alfworld.env` for a full card.
+
+    ## Snapshots
+    ``pilot_envs.get_state(env)`` returns the whole state of an episode as plain data (it pickles and writes as
+    JSON); ``pilot_envs.set_state(env, snapshot)``, in this env or a fresh one made with the same id and settings
+    (in any process), restores it: every later observation, reward and info equals what continuing the original
+    would give, ``TimeLimit``'s step count included. A snapshot of another env id, pilot-envs version or settings
+    is refused with ``SnapshotError``. Engines that can copy their state do so exactly (the native household
+    engine, in time proportional to the state); the others are restored by replaying the episode's commands from
+    the same reset, and the restored world is checked against the snapshot's ``state_hash``
+    (``SnapshotError`` if it differs, e.g. on a nondeterministic engine).
 
     ## Episode End
     ### Termination
@@ -42,6 +53,8 @@ class TextTaskEnv(gym.Env[dict[str, Any], str]):
     """
 
     metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}
+    _snapshot_static = frozenset({"backend", "reward_config", "observation_space", "action_space", "render_mode",
+                                  "spec"})
 
     def __init__(
         self,
@@ -84,6 +97,10 @@ class TextTaskEnv(gym.Env[dict[str, Any], str]):
         self._format_ok = True
         self._final: tuple[dict[str, Any], dict[str, Any]] | None = None  # (obs, info) once terminated
         self._warned_after_end = False
+        # how the episode was loaded and the commands the backend ran since: a snapshot of an engine that cannot
+        # copy its own state replays them (None for engines that copy their state exactly)
+        self._loaded_with: tuple[dict[str, Any], dict[str, Any]] | None = None
+        self._commands: list[str] | None = None
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(
@@ -92,7 +109,10 @@ class TextTaskEnv(gym.Env[dict[str, Any], str]):
         super().reset(seed=seed)
         if options is not None and not isinstance(options, dict):
             raise TypeError(f"options must be a dict or None, got {type(options).__name__}")
-        self._meta = self.backend.load(self.np_random, dict(options or {}))
+        options = dict(options or {})
+        self._loaded_with = (self.np_random.bit_generator.state, options)
+        self._commands = None if self.backend.exact_snapshots else []
+        self._meta = self.backend.load(self.np_random, options)
         self._declared_plan = ()
         self._stage = self._best_stage = self.backend.stage()
         self._progress_now = self._measure_progress()
@@ -193,7 +213,43 @@ class TextTaskEnv(gym.Env[dict[str, Any], str]):
             text = self.backend.help_text()
             if text is not None:
                 return Outcome(text, valid=True)
+        if self._commands is not None:
+            self._commands.append(parsed.command)
         return self.backend.execute(parsed.command)
+
+    # ------------------------------------------------------------------ snapshots (see "Snapshots" above)
+    def get_state(self) -> dict[str, Any]:
+        if self._meta is None:
+            raise gym.error.ResetNeeded("Call reset() before get_state(): there is no episode to snapshot.")
+        return super().get_state()
+
+    def _snapshot_extra(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {"state_hash": self.backend.state_hash()}
+        if self.backend.exact_snapshots:
+            extra["backend"] = encode(self.backend.snapshot())
+        return extra
+
+    def _restore_extra(self, snapshot: Any, fields: dict[str, Any]) -> None:
+        if self.backend.exact_snapshots:
+            if "backend" not in snapshot:
+                raise SnapshotError("damaged snapshot: no 'backend' entry")
+            self.backend.restore(decode(snapshot["backend"]))
+            return
+        rng_state, options = fields["_loaded_with"]
+        commands = fields["_commands"]
+        if not isinstance(commands, list) or not all(isinstance(c, str) for c in commands):
+            raise SnapshotError("damaged snapshot: '_commands' is not a list of strings")
+        rng = np.random.Generator(getattr(np.random, rng_state["bit_generator"])())
+        rng.bit_generator.state = rng_state
+        self.backend.load(rng, dict(options))
+        for command in commands:
+            self.backend.execute(command)
+        if self.backend.state_hash() != snapshot.get("state_hash"):
+            raise SnapshotError(
+                f"replaying the snapshot's {len(commands)} commands did not reach its state (state_hash "
+                f"{self.backend.state_hash()} != {snapshot.get('state_hash')}): this engine is not deterministic "
+                "here (e.g. ScienceWorld without deterministic=True)"
+            )
 
     def _progress(self) -> float:
         return self._progress_now

@@ -21,13 +21,17 @@ from contextlib import contextmanager
 from pilot_envs.alfworld import milestones
 from pilot_envs.alfworld.scene import Scene, TaskSpec
 from pilot_envs.alfworld.world import World
+from pilot_envs.core.snapshot import register_state_class
 
 __all__ = ["CoopWorld"]
 
 
 
+@register_state_class
 class CoopWorld(World):
     """Mutable state of one household shared by ``n_agents`` agents."""
+
+    MUTABLE = (*World.MUTABLE, "positions", "hands", "actor")
 
     def __init__(self, scene: Scene, n_agents: int, *, legacy: bool = False):
         if n_agents < 1:
@@ -37,6 +41,13 @@ class CoopWorld(World):
         self.positions: list[str | None] = [None] * n_agents  # None: the middle of the room
         self.hands: list[str | None] = [None] * n_agents
         self.actor: int | None = None
+
+    def _snapshot_encode(self) -> dict:
+        return {**super()._snapshot_encode(), "n_agents": self.n_agents}
+
+    @classmethod
+    def _blank(cls, state: dict) -> CoopWorld:
+        return cls(state["scene"], state["n_agents"], legacy=state["legacy"])
 
     # ------------------------------------------------------------------ acting as one agent
     @contextmanager

@@ -17,6 +17,7 @@ from pilot_envs.core import spaces
 from pilot_envs.core.backend import TaskMeta
 from pilot_envs.core.protocol import ParsedAction, parse_action
 from pilot_envs.core.rewards import RewardConfig, reward
+from pilot_envs.core.snapshot import Snapshottable
 from pilot_envs.core.task import flags_from_stage, plan_coverage, plan_score, plan_step
 from pilot_envs.core.text_env import OK, PLAN_MODES
 from pilot_envs.multiagent._common import (
@@ -46,7 +47,7 @@ def describe(name: str, position: str | None, hand: str | None) -> str:
     return f"{name} {where} and {carries}."
 
 
-class HouseholdCoopEnv(ParallelEnv, EzPickle):
+class HouseholdCoopEnv(Snapshottable, ParallelEnv, EzPickle):
     """
     ## Description
     ``n_agents`` embodied agents (default 2) in one PilotALFWorld household pursue one shared
@@ -145,6 +146,11 @@ class HouseholdCoopEnv(ParallelEnv, EzPickle):
     """
 
     metadata = {"name": "household_coop_v0", "render_modes": ["ansi", "human"], "is_parallelizable": True}
+
+    # the backend only loads tasks (its random draws come from ``np_random``, which is state); the world is ``world``
+    _snapshot_static = frozenset({"n_agents", "max_cycles", "plan_mode", "render_mode", "legacy", "reward_config",
+                                  "backend", "possible_agents", "observation_spaces", "action_spaces",
+                                  "_ezpickle_args", "_ezpickle_kwargs"})
 
     def __init__(
         self,

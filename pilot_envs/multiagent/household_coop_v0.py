@@ -9,9 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
+from pettingzoo.utils import AgentSelector
 from pettingzoo.utils.conversions import parallel_to_aec_wrapper
 from pettingzoo.utils.wrappers import OrderEnforcingWrapper
 
+from pilot_envs.core.snapshot import Snapshottable, register_state_class
 from pilot_envs.multiagent._common import coerce_text, warn_step_after_end
 from pilot_envs.multiagent.household_coop import HouseholdCoopEnv
 
@@ -20,10 +22,19 @@ __all__ = ["env", "parallel_env", "raw_env", "CoopAEC"]
 parallel_env = HouseholdCoopEnv
 
 
-class CoopAEC(parallel_to_aec_wrapper):
+register_state_class(AgentSelector)  # the conversion's turn order: plain data (the agents and whose turn it is)
+
+
+class CoopAEC(Snapshottable, parallel_to_aec_wrapper):
     """PettingZoo's ``parallel_to_aec`` view with clear errors: a non-text action raises ``TypeError`` at the
     agent's own ``step`` (not at the end of the cycle), a done agent's action other than None raises
     ``ValueError``, and a ``step`` once every agent is done does nothing and warns once."""
+
+    _snapshot_static = frozenset({"metadata", "render_mode", "possible_agents"})
+    _snapshot_children = ("env",)
+
+    def _snapshot_identity(self) -> dict[str, Any]:
+        return {**self.env._snapshot_identity(), "id": f"{type(self).__module__}:{type(self).__qualname__}"}
 
     def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> None:
         super().reset(seed=seed, options=options)

@@ -14,6 +14,7 @@ from pettingzoo import AECEnv
 from pilot_envs.core import spaces
 from pilot_envs.core.protocol import parse_action
 from pilot_envs.core.rewards import finite_number
+from pilot_envs.core.snapshot import Snapshottable
 from pilot_envs.multiagent._common import coerce_text, cut_block, forward_options, plan_action, warn_step_after_end
 from pilot_envs.registration import env_ids
 
@@ -26,7 +27,7 @@ KEEP_ACTION = "<think>keep the plan</think>"  # what the wrapped env is sent whe
 REQUEST_MAX = 1024
 
 
-class PlannerExecutorEnv(AECEnv, EzPickle):
+class PlannerExecutorEnv(Snapshottable, AECEnv, EzPickle):
     """
     ## Description
     Two LLM agents share one single-agent task of this package (any registered id, ``PilotALFWorld-v0`` by
@@ -129,6 +130,11 @@ class PlannerExecutorEnv(AECEnv, EzPickle):
     """
 
     metadata = {"name": "planner_executor_v0", "render_modes": ["ansi", "human"], "is_parallelizable": False}
+
+    _snapshot_static = frozenset({"env_id", "replan_every", "replan_on_subgoal", "plan_reward_weight", "render_mode",
+                                  "possible_agents", "observation_spaces", "action_spaces", "_ezpickle_args",
+                                  "_ezpickle_kwargs"})
+    _snapshot_children = ("inner",)
 
     def __init__(
         self,
