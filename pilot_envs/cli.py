@@ -1,4 +1,4 @@
-"""The ``pilot-envs`` command: list | play | eval | bench | docs."""
+"""The ``pilot-envs`` command: list | play | eval | replay | bench | docs."""
 
 from __future__ import annotations
 
@@ -69,10 +69,21 @@ def cmd_play(args: argparse.Namespace) -> int:
     _entry(args.env_id)
     if args.index is not None and not args.split:
         raise ValueError("--index needs --split (a task index counts within a split)")
+    if args.transcript:
+        _check_writable(Path(args.transcript))
     env = gym.make(args.env_id, plan_mode=args.plan_mode, reward_mode=args.reward_mode)
+    if args.transcript:
+        from pilot_envs.replay import TranscriptRecorder
+
+        env = TranscriptRecorder(env)
     try:
         _play(env, args)
     finally:  # also on Ctrl-C (main() turns it into exit code 130): engines behind the env are shut down
+        if args.transcript:
+            from pilot_envs.replay import write_transcripts
+
+            write_transcripts(args.transcript, env.episodes)
+            print(f"transcript: {args.transcript} (replay it with: pilot-envs replay {args.transcript})")
         env.close()
     return 0
 
@@ -115,6 +126,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     agent_kwargs = {"seed": args.seed} if args.agent == "random" else {}
     agent = make_agent(args.agent, **agent_kwargs)
     indices = range(args.limit) if args.limit is not None else None
+    if args.transcripts:
+        _check_writable(Path(args.transcripts))
     report = evaluate(
         args.env_id,
         agent,
@@ -123,9 +136,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress_bar=not args.quiet,
         env_kwargs={"plan_mode": args.plan_mode},
+        transcripts=args.transcripts,
     )
     print(report.table())
+    if args.transcripts:
+        print(f"transcripts: {args.transcripts} (replay them with: pilot-envs replay {args.transcripts})")
     return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from pilot_envs.replay import replay_file
+
+    path = Path(args.transcript)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such transcript file")
+    same, diverged, failed = replay_file(path, limit=args.limit)
+    print(f"{same} identical, {diverged} diverged, {failed} could not be replayed")
+    return 0 if diverged == failed == 0 else 1
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -195,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--index", type=int, default=None, help="task index within --split")
     s.add_argument("--plan-mode", default="oracle", choices=["none", "oracle", "agent"])
     s.add_argument("--reward-mode", default="progress", choices=["sparse", "progress", "milestone"])
+    s.add_argument("--transcript", default=None, help="write the episode here as JSONL (pilot-envs replay reads it)")
     s.set_defaults(fn=cmd_play)
 
     s = sub.add_parser("eval", help="evaluate an agent on a whole split")
@@ -205,7 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=_positive_int, default=None, help="only the first N tasks (N >= 1)")
     s.add_argument("--plan-mode", default="none", choices=["none", "oracle", "agent"])
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--transcripts", default=None, help="write every episode here as JSONL (for pilot-envs replay)")
     s.set_defaults(fn=cmd_eval)
+
+    s = sub.add_parser("replay", help="re-run recorded episodes and report identical or the first divergence")
+    s.add_argument("transcript", help="a JSONL transcript (trainer, evaluation or play)")
+    s.add_argument("--limit", type=_positive_int, default=None, help="only the first N episodes")
+    s.set_defaults(fn=cmd_replay)
 
     s = sub.add_parser("bench", help="measure steps/s and reset time of every installed engine")
     s.add_argument("--sections", default=None, help="comma-separated: native,alfworld,textworld,scienceworld")

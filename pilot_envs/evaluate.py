@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 
 from pilot_envs.agents import Agent
 from pilot_envs.core.contract import text_env
+from pilot_envs.replay import TranscriptRecorder, write_transcripts
 
 __all__ = ["EpisodeResult", "SplitReport", "evaluate", "split_size"]
 
@@ -83,9 +85,13 @@ def evaluate(
     seed: int = 0,
     progress_bar: bool = True,
     env_kwargs: dict[str, Any] | None = None,
+    transcripts: str | Path | None = None,
 ) -> SplitReport:
-    """Run ``agent`` once on every task of ``split`` (or the given ``indices``)."""
+    """Run ``agent`` once on every task of ``split`` (or the given ``indices``). ``transcripts``: also write every
+    episode there as a replayable JSONL transcript (:mod:`pilot_envs.replay`)."""
     env = gym.make(env_id, **(env_kwargs or {}))
+    if transcripts is not None:
+        env = TranscriptRecorder(env)
     try:
         ids = list(indices) if indices is not None else list(range(split_size(env, split)))
         report = SplitReport(env_id, split)
@@ -109,6 +115,8 @@ def evaluate(
                 EpisodeResult(info["task_id"], info["task_type"], won, float(info["progress"]), steps, info["plan_score"],
                               ret)
             )
+        if transcripts is not None:
+            write_transcripts(transcripts, env.episodes)
         return report
     finally:
         env.close()

@@ -84,6 +84,14 @@ class PilotALFWorldEnv(TextTaskEnv):
     step not yet achieved), ``plan_coverage`` (per milestone: the declared plan covers it, in an executable
     order), ``state_hash`` (stable across processes), ``task_type``, ``task_id``, ``split``.
 
+    ## Snapshots
+    ``pilot_envs.get_state(env)`` / ``pilot_envs.set_state(env, snapshot)``: the whole episode state as plain data
+    (pickles, writes as JSON), restorable in this env or a fresh one of the same id and settings, in any process;
+    every later observation, reward and info (and ``TimeLimit``'s step count) equals the original's. The engine's
+    state is copied exactly (the scene and the changed facts, in time proportional to the state: no replay). A
+    snapshot of another env id, pilot-envs version or settings raises ``pilot_envs.SnapshotError``.
+    ``pilot-envs replay`` re-runs recorded transcripts.
+
     ## Arguments
     ```python
     gym.make(

@@ -120,6 +120,12 @@ class HouseholdCoopEnv(Snapshottable, ParallelEnv, EzPickle):
     command made during resolution; the agents' contributions sum to the step's progress change),
     ``total_contribution`` (its sum over the episode), ``location`` and ``holding``.
 
+    ## Snapshots
+    ``pilot_envs.get_state(env)`` / ``pilot_envs.set_state(env, snapshot)`` on the Parallel env and on the AEC view
+    (whose turn order is saved too): the shared world (copied exactly), every agent's position, hand, plan and
+    last feedback, as plain data (pickles, writes as JSON); restored exactly here or in a fresh env made with the
+    same arguments.
+
     ## Arguments
     ```python
     from pilot_envs.multiagent import household_coop_v0

@@ -107,6 +107,11 @@ class PlannerExecutorEnv(Snapshottable, AECEnv, EzPickle):
     ``plan_bonus`` (the planner's extra reward of the latest turn) and ``rewards`` (each agent's reward of
     the latest turn). ``expert_action`` is the executor's oracle command; ``subgoals`` gives the oracle plan.
 
+    ## Snapshots
+    ``pilot_envs.get_state(env)`` / ``pilot_envs.set_state(env, snapshot)`` on the AEC env (PettingZoo's wrappers
+    included): the turn order, both agents' views and the wrapped single-agent env's own snapshot, as plain data
+    (pickles, writes as JSON); restored exactly here or in a fresh env made with the same arguments.
+
     ## Arguments
     ```python
     from pilot_envs.multiagent import planner_executor_v0

@@ -95,6 +95,14 @@ class PilotScienceWorldEnv(TextTaskEnv):
     (a hash of the engine's view of the state: room, inventory, clock, score, checklist, valid actions), ``task_type`` (the task
     name), ``task_id`` (``"boil/var3"``), ``split``.
 
+    ## Snapshots
+    ``pilot_envs.get_state(env)`` / ``pilot_envs.set_state(env, snapshot)``: the whole episode state as plain data
+    (pickles, writes as JSON), restorable in this env or a fresh one of the same id and settings, in any process.
+    The JVM's world is restored by loading the same task variation and replaying the episode's commands, then
+    checked against the snapshot's ``state_hash``. Exact only with ``deterministic=True``: otherwise ScienceWorld's
+    own randomness may lead the replay elsewhere, and the restore raises ``pilot_envs.SnapshotError`` (as does a
+    snapshot of another env id, pilot-envs version or settings).
+
     ## Arguments
     ```python
     gym.make(

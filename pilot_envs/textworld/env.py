@@ -88,6 +88,13 @@ class PilotTextWorldEnv(TextTaskEnv):
     ``plan_step``, ``plan_coverage``, ``state_hash`` (hash of the game and TextWorld's facts), ``task_type`` (the challenge),
     ``task_id`` (TextWorld's game uuid), ``split``.
 
+    ## Snapshots
+    ``pilot_envs.get_state(env)`` / ``pilot_envs.set_state(env, snapshot)``: the whole episode state as plain data
+    (pickles, writes as JSON), restorable in this env or a fresh one of the same id and settings, in any process.
+    The game is restored by loading the same game and replaying the episode's commands (TextWorld games are
+    deterministic), then checked against the snapshot's ``state_hash``; a mismatch raises
+    ``pilot_envs.SnapshotError``, as does a snapshot of another env id, pilot-envs version or settings.
+
     ## Arguments
     ```python
     gym.make(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -153,3 +154,18 @@ def test_split_tasks_and_evaluation_with_several_samples_per_task(policy: Policy
     assert len(trajs) == len(report.episodes) == 12
     assert report.by_type()["all"]["n"] == 12
     assert {t.task_id for t in trajs} == {t.task_id for t in trajs[:4]}, "three episodes of each of 4 tasks"
+
+
+def test_trainer_transcripts_replay_identically(policy: Policy, tmp_path: Path) -> None:
+    from pilot_envs.replay import env_header, replay_file
+
+    env = gym.make(ENV, **KW)
+    trajs, _ = _collect(policy, [env], [TaskSpec(s, {"split": "train", "task_index": s}) for s in range(3)])
+    path = save_transcripts(trajs, tmp_path / "iter.jsonl", policy.tokenizer, env=env_header(env))
+    log = io.StringIO()
+    assert replay_file(path, out=log) == (3, 0, 0)
+    record = json.loads(path.read_text().splitlines()[1])
+    record["turns"][-1]["reward"] += 1.0
+    (tmp_path / "bad.jsonl").write_text(json.dumps(record) + "\n")
+    assert replay_file(tmp_path / "bad.jsonl", out=log) == (0, 1, 0)
+    assert f"turn {len(record['turns'])}: reward expected" in log.getvalue()

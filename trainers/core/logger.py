@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pilot_envs.replay import TRANSCRIPT_FORMAT
+
 if TYPE_CHECKING:
     from trainers.core.rollout import Trajectory
 
@@ -154,9 +156,13 @@ def plot_learning_curves(
 
 
 # ------------------------------------------------------------------------------------------- transcripts
-def transcript_record(traj: Trajectory, tokenizer: Any | None = None) -> dict[str, Any]:
-    """A JSON-safe dict of one trajectory (prompts decoded when a tokenizer is given)."""
+def transcript_record(traj: Trajectory, tokenizer: Any | None = None, env: dict[str, Any] | None = None
+                      ) -> dict[str, Any]:
+    """A JSON-safe dict of one trajectory (prompts decoded when a tokenizer is given). ``env``: how to make the env
+    again (:func:`pilot_envs.replay.env_header`), so that ``pilot-envs replay`` can re-run the episode."""
     return {
+        "format": TRANSCRIPT_FORMAT,
+        "env": env,
         "traj_id": traj.traj_id,
         "group_id": traj.group_id,
         "seed": traj.task.seed,
@@ -187,7 +193,8 @@ def transcript_record(traj: Trajectory, tokenizer: Any | None = None) -> dict[st
     }
 
 
-def save_transcripts(trajs: Sequence[Trajectory], path: str | Path, tokenizer: Any | None = None) -> Path:
+def save_transcripts(trajs: Sequence[Trajectory], path: str | Path, tokenizer: Any | None = None,
+                     env: dict[str, Any] | None = None) -> Path:
     """Write one JSON line per trajectory, atomically (:func:`atomic_write_text`)."""
-    return atomic_write_text(path, "".join(json.dumps(transcript_record(traj, tokenizer), default=str) + "\n"
+    return atomic_write_text(path, "".join(json.dumps(transcript_record(traj, tokenizer, env), default=str) + "\n"
                                            for traj in trajs))

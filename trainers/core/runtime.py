@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pilot_envs.replay import env_header
 from trainers.core.checkpoint import (
     find_checkpoint,
     load_checkpoint,
@@ -261,6 +262,7 @@ class RuntimeMixin:
         probe = self.env_fn()
         try:
             tasks = split_tasks(probe, cfg.eval_split, cfg.eval_tasks, seed=cfg.seed, samples=cfg.eval_samples)
+            header = env_header(probe)
         finally:
             probe.close()
         mine = tasks[self.rank :: self.accelerator.num_processes]
@@ -277,7 +279,7 @@ class RuntimeMixin:
         episodes = gather_object(report.episodes) if self.accelerator.num_processes > 1 else report.episodes
         full = SplitReport(cfg.env, cfg.eval_split, sorted(episodes, key=lambda e: e.task_id))
         if self.is_main:
-            save_transcripts(trajs, self.run_dir / "transcripts" / f"eval-step-{step:06d}.jsonl")
+            save_transcripts(trajs, self.run_dir / "transcripts" / f"eval-step-{step:06d}.jsonl", env=header)
             self.eval_history.append({"step": step, "by_type": full.by_type()})
         self.last_eval_report = full
         return report_metrics(full)
@@ -362,4 +364,5 @@ class RuntimeMixin:
         """Every ``transcripts_every`` iterations (and the first), this process's trajectories as JSONL."""
         every, it = self.config.transcripts_every, self.step + 1
         if self.is_main and every and (it == 1 or it % every == 0):
-            save_transcripts(trajs, self.run_dir / "transcripts" / f"iter-{it:06d}.jsonl", self.policy.tokenizer)
+            save_transcripts(trajs, self.run_dir / "transcripts" / f"iter-{it:06d}.jsonl", self.policy.tokenizer,
+                             env=env_header(self.envs[0]) if getattr(self, "envs", None) else None)
