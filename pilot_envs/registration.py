@@ -60,6 +60,8 @@ def register_envs() -> None:
             nondeterministic=e.nondeterministic,
             disable_env_checker=False,
         )
+    if "PilotRemote-v0" not in gym.registry:  # a client of `pilot-envs serve`, not an env of its own: not in ENVS
+        gym.register(id="PilotRemote-v0", entry_point="pilot_envs.remote:RemoteEnv", max_episode_steps=None)
 
 
 def env_ids() -> tuple[str, ...]:
