@@ -27,6 +27,7 @@ from trainers.core.rollout import (
 )
 from trainers.core.sft import expert_corpus
 from trainers.core.tiny import tiny_corpus_from_texts
+from trainers.core.tree import TreeSpec
 
 ENV = "PilotALFWorldSmall-v0"
 KW = {"reward_mode": "progress", "invalid_action_penalty": 0.1}
@@ -169,3 +170,52 @@ def test_trainer_transcripts_replay_identically(policy: Policy, tmp_path: Path) 
     (tmp_path / "bad.jsonl").write_text(json.dumps(record) + "\n")
     assert replay_file(tmp_path / "bad.jsonl", out=log) == (0, 1, 0)
     assert f"turn {len(record['turns'])}: reward expected" in log.getvalue()
+
+
+# ------------------------------------------------------------------------------------------- tree rollouts
+TREE_AGENT = AgentSpec(max_new_tokens=12, max_turns=6, history_window=1, temperature=1.0)
+
+
+def test_tree_rollouts_branch_from_exact_snapshots(policy: Policy) -> None:
+    tasks = expand_groups([TaskSpec(5, {"split": "train"}), TaskSpec(6, {"split": "train"})], 4)
+    envs = [gym.make(ENV, **KW) for _ in range(8)]
+    gen = torch.Generator().manual_seed(0)
+    tree = TreeSpec(turns=(1, 3), width=2)
+    trajs, stats = RolloutCollector(policy, envs, TREE_AGENT, generator=gen, tree=tree).collect(tasks)
+    assert len(trajs) == 8 and len({t.traj_id for t in trajs}) == 8
+    for group in (trajs[:4], trajs[4:]):
+        # one root: every episode starts with the same first turn; two branches after turn 1, four after turn 3
+        assert len({(t.turns[0].response_text, t.turns[0].state_hash) for t in group}) == 1
+        for a in group:
+            assert all(turn.traj_id == a.traj_id for turn in a.turns)
+        # the branches' turns at a branch point act in one exact state (a step group by construction)
+        assert len({t.turns[1].state_hash for t in group if len(t.turns) > 1}) == 1
+        assert len({t.turns[3].state_hash for t in group[:2] if len(t.turns) > 3}) <= 1
+    played = sum(len(t) for t in trajs)
+    shared = sum(min(len(t), 1) for t in trajs) - 2 + sum(min(len(t), 3) - min(len(t), 1) for t in trajs) // 2
+    assert stats.env_steps < played and stats.env_steps == played - shared
+
+
+def test_tree_rollouts_on_a_non_dividing_group_or_a_vector_env_are_refused(policy: Policy) -> None:
+    with pytest.raises(ValueError, match="multiple of"):
+        from trainers.core.tree import roots_per_group
+
+        roots_per_group(TreeSpec(turns=(1, 2), width=2), 6)
+    vec = gym.make_vec(ENV, num_envs=2, vectorization_mode="sync")
+    with pytest.raises(ValueError, match="list of envs"):
+        RolloutCollector(policy, vec, TREE_AGENT, tree=TreeSpec(turns=(1,)))
+    with pytest.raises(ValueError, match="at least the group size"):
+        RolloutCollector(policy, [gym.make(ENV)], TREE_AGENT, tree=TreeSpec(turns=(1,))).collect(
+            expand_groups([TaskSpec(1, {"split": "train"})], 2))
+
+
+def test_tree_settings_are_checked_with_the_config() -> None:
+    from trainers.grpo import GRPOConfig
+
+    with pytest.raises(ValueError, match="tree_turns must be < max_turns"):
+        GRPOConfig(model="tiny", max_turns=5, tree_turns=(2, 5), tree_width=2, group_size=4)
+    with pytest.raises(ValueError, match="multiple of"):
+        GRPOConfig(model="tiny", tree_turns=(2,), tree_width=3, group_size=8)
+    with pytest.raises(ValueError, match="num_envs"):
+        GRPOConfig(model="tiny", tree_turns=(2,), tree_width=2, group_size=8, num_envs=4)
+    assert GRPOConfig(model="tiny", tree_turns=(2, 5, 8), tree_width=2, group_size=8).tree_turns == (2, 5, 8)

@@ -108,6 +108,13 @@ class TrainerConfig:
     """Rollouts per task (a GRPO group: same seed and options)."""
     num_envs: int = 64
     """Envs played in lockstep (one batched generate per turn); more rollouts run in waves."""
+    tree_turns: tuple[int, ...] = ()
+    """Tree rollouts: before each of these turns (0-based) every running episode of a group branches
+    ``tree_width`` ways from an exact env snapshot, so the branches' next turns share one state (GiGPO step groups
+    by construction); a group starts ``group_size / tree_width ** len(tree_turns)`` episodes. Empty: independent
+    episodes (``trainers.core.tree``)."""
+    tree_width: int = 2
+    """Branches per episode at each of ``tree_turns``."""
 
     # --------------------------------------------------------------------------------------- reward
     reward_mode: str = "progress"
@@ -241,6 +248,15 @@ class TrainerConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.dual_clip is not None and self.dual_clip <= 1:
             raise ValueError(f"dual_clip must be > 1 (or None), got {self.dual_clip}")
+        if self.tree_turns:
+            from trainers.core.tree import TreeSpec, roots_per_group
+
+            roots_per_group(TreeSpec(tuple(self.tree_turns), self.tree_width), self.group_size)
+            if max(self.tree_turns) >= self.max_turns:
+                raise ValueError(f"tree_turns must be < max_turns ({self.max_turns}), got {self.tree_turns}")
+            if self.num_envs < self.group_size:
+                raise ValueError(f"tree rollouts play a whole group at once: num_envs ({self.num_envs}) must be >= "
+                                 f"group_size ({self.group_size})")
         for name in ("sft_steps", "eval_tasks", "eval_max_turns"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -55,6 +55,7 @@ from trainers.core.rollout import (
     turn_batch,
 )
 from trainers.core.runtime import RuntimeMixin
+from trainers.core.tree import TreeSpec
 
 __all__ = ["RLBatch", "Trainer", "UpdateStats"]
 
@@ -131,7 +132,13 @@ class Trainer(RuntimeMixin):
     def build_collector(self, policy: Sampler) -> RolloutCollector:
         """The collector of training rollouts on ``self.envs`` (a method that records more overrides it)."""
         return RolloutCollector(policy, self.envs, self.agent, generator=self.generator,
-                                autocast=self.accelerator.autocast, renderer=self.build_renderer(policy))
+                                autocast=self.accelerator.autocast, renderer=self.build_renderer(policy),
+                                tree=self.tree_spec())
+
+    def tree_spec(self) -> TreeSpec | None:
+        """Tree rollouts (``tree_turns``, ``tree_width``), or None for independent episodes."""
+        cfg = self.config
+        return TreeSpec(tuple(cfg.tree_turns), cfg.tree_width) if cfg.tree_turns else None
 
     def advantage_config(self) -> AdvantageConfig:
         cfg = self.config

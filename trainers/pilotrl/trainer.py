@@ -143,7 +143,8 @@ class PilotRLTrainer(Trainer):
     def build_collector(self, policy: Sampler) -> RolloutCollector:
         """PilotRL's collector (the per-turn AdaPlan records its rewards read)."""
         return PilotCollector(policy, self.envs, self.agent, generator=self.generator,
-                              autocast=self.accelerator.autocast, renderer=self.build_renderer(policy))
+                              autocast=self.accelerator.autocast, renderer=self.build_renderer(policy),
+                              tree=self.tree_spec())
 
     def sft_env(self) -> gym.Env:
         """A fraction ``sft_oracle_fraction`` of the SFT episodes with oracle plans in the prompt
