@@ -37,7 +37,8 @@ HEADING = (
     "`python -m pilot_envs.serve.bench` (implementation: `pilot_envs/serve/bench.py`) measures steps/s through\n"
     "`pilot-envs serve` (its own process, one uvicorn worker; clients are `RemoteEnv` over the OpenEnv WebSocket, one\n"
     "thread per session) against the same env in-process (N envs stepped in turn by one thread), side by side in\n"
-    "one run: uniformly random admissible commands, resets in the time but not counted, medians of repeats.\n\n"
+    "one run: uniformly random admissible commands, resets in the time but not counted, medians of repeats. The server\n"
+    "and its protocol: [serving.md](serving.md).\n\n"
 )
 
 
