@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from trainers.core.cli import config_table, main
+from trainers.core.cli import config_from_args, config_table, main
 from trainers.core.registry import METHODS
 
 
@@ -65,3 +65,10 @@ def test_every_registered_method_has_a_page_and_the_help_lists_it(capsys: pytest
         assert (root / METHODS.get(name).page).exists(), name
     with pytest.raises(FileNotFoundError, match="has no page"):
         update_pages(tmp_path, check=True)  # an empty docs folder: every method's page is missing
+
+
+def test_tuple_fields_take_typed_values_from_the_command_line() -> None:
+    from trainers.grpo import GRPOConfig
+
+    config = config_from_args(GRPOConfig, ["--model", "tiny", "--tree-turns", "2", "5", "8", "--stop-strings", "a", "b"])
+    assert config.tree_turns == (2, 5, 8) and config.stop_strings == ("a", "b")

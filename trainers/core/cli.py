@@ -105,7 +105,8 @@ def build_parser(config_cls: type, prog: str | None = None, description: str | N
         if tp is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
         elif typing.get_origin(tp) is tuple:
-            parser.add_argument(flag, nargs="*", type=str, metavar="VALUE", **kwargs)
+            elem = (typing.get_args(tp) or (str,))[0]
+            parser.add_argument(flag, nargs="*", type=elem if elem in (int, float) else str, metavar="VALUE", **kwargs)
         else:
             parser.add_argument(flag, type=_parser_for(tp, optional), metavar=_type_name(hints[f.name]).upper().split()[0],
                                 **kwargs)
@@ -130,9 +131,10 @@ def config_from_args(
     unknown = sorted(set(values) - known)
     if unknown:
         parser.error(f"unknown config fields {unknown}")
-    for name in ("stop_strings",):
-        if name in values and isinstance(values[name], list):
-            values[name] = tuple(values[name])
+    hints = typing.get_type_hints(config_cls)
+    for name, value in values.items():  # JSON and nargs give lists; tuple fields get tuples
+        if isinstance(value, list) and typing.get_origin(_unwrap_optional(hints[name])[0]) is tuple:
+            values[name] = tuple(value)
     config = config_cls(**values)
     if show:
         print(json.dumps(config.__dict__, indent=1, default=str))
