@@ -1,4 +1,4 @@
-"""The ``pilot-envs`` command: list | play | eval | replay | bench | docs."""
+"""The ``pilot-envs`` command: list | play | eval | replay | serve | bench | docs."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import gymnasium as gym
 
 import pilot_envs
 from pilot_envs.registration import ENVS
+from pilot_envs.serve.cli import add_parser as add_serve_parser
 
 __all__ = ["main"]
 
@@ -240,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("transcript", help="a JSONL transcript (trainer, evaluation or play)")
     s.add_argument("--limit", type=_positive_int, default=None, help="only the first N episodes")
     s.set_defaults(fn=cmd_replay)
+
+    add_serve_parser(sub)
 
     s = sub.add_parser("bench", help="measure steps/s and reset time of every installed engine")
     s.add_argument("--sections", default=None, help="comma-separated: native,alfworld,textworld,scienceworld")
