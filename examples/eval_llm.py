@@ -52,6 +52,7 @@ from pilot_envs.core.contract import text_env
 from pilot_envs.core.protocol import parse_action
 from pilot_envs.docs import write_marked
 from pilot_envs.evaluate import EpisodeResult, SplitReport
+from pilot_envs.replay import env_header
 from trainers.core.evaluation import split_tasks
 from trainers.core.logger import atomic_write_text, save_transcripts
 from trainers.core.models import resolve_model
@@ -515,7 +516,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         record, trajs = evaluate_setting(policy, envs, setting, tasks, args, system_role=system_role, shots=shots)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / f"{name}.json", json.dumps(record, indent=1, default=str))
-        save_transcripts(trajs, out / f"{name}.transcripts.jsonl")
+        save_transcripts(trajs, out / f"{name}.transcripts.jsonl", env=env_header(envs[0]))  # pilot-envs replay
         records.append(record)
         print(f"\n{setting.title}: {args.env} / {args.split}\n{setting_table(record)}\n{setting_footer(record)}",
               flush=True)
