@@ -121,9 +121,9 @@ def _decode_tagged(tag: str, body: Any) -> Any:
         if tag == "~dict":
             return {decode(k): decode(v) for k, v in body}
         if tag == "~nd":
-            return np.array(body["data"], dtype=np.dtype(body["dtype"])).reshape(body["shape"])
+            return np.array(body["data"], dtype=_plain_dtype(body["dtype"])).reshape(body["shape"])
         if tag == "~np":
-            return np.dtype(body["dtype"]).type(body["value"])
+            return _plain_dtype(body["dtype"]).type(body["value"])
         if tag == "~rng":
             state = decode(body)
             name = state["bit_generator"]
@@ -140,6 +140,9 @@ def _decode_tagged(tag: str, body: Any) -> Any:
             custom = getattr(cls, "_snapshot_decode", None)
             if custom is not None:
                 return custom(state)
+            if dataclasses.is_dataclass(cls) and (not isinstance(state, dict) or set(state) != {
+                    f.name for f in dataclasses.fields(cls)}):
+                raise SnapshotError(f"damaged snapshot: a {cls.__qualname__} with the wrong fields")
             obj = object.__new__(cls)
             obj.__dict__.update(state)  # frozen dataclasses too: their fields live in __dict__
             return obj
@@ -148,6 +151,13 @@ def _decode_tagged(tag: str, body: Any) -> Any:
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise SnapshotError(f"damaged snapshot: bad {tag} entry ({err})") from None
     raise SnapshotError(f"damaged snapshot: unknown tag {tag!r}")
+
+
+def _plain_dtype(name: Any) -> np.dtype:
+    dtype = np.dtype(name)
+    if dtype.kind not in "biuf":
+        raise SnapshotError(f"damaged snapshot: numpy dtype {dtype} is not a number type")
+    return dtype
 
 
 # --------------------------------------------------------------------------------------------------- env support

@@ -143,6 +143,8 @@ def test_a_snapshot_through_other_wrappers_is_refused():
     lambda s: {**s, "fields": {**s["fields"], "_np_random": {"~rng": {"bit_generator": "os.system", "state": {}}}}},
     lambda s: {**s, "fields": {**s["fields"], "_final": {"~nd": {"dtype": "<i8", "shape": [3], "data": "x"}}}},
     lambda s: {**s, "backend": {"world": 3, "num_goals": 2}},
+    lambda s: {**s, "fields": {**s["fields"], "_final": {"~nd": {"dtype": "O", "shape": [1], "data": [1]}}}},
+    lambda s: {**s, "fields": {**s["fields"], "_meta": {"~obj": {"cls": "TaskMeta", "state": {"task": "x"}}}}},
 ])
 def test_a_damaged_or_foreign_snapshot_is_a_clear_error(damage):
     env = make("PilotALFWorldSmall-v0")
