@@ -235,13 +235,15 @@ class TextTaskEnv(Snapshottable, gym.Env[dict[str, Any], str]):
                 raise SnapshotError("damaged snapshot: no 'backend' entry")
             self.backend.restore(decode(snapshot["backend"]))
             return
-        rng_state, options = fields["_loaded_with"]
-        commands = fields["_commands"]
+        commands = fields.get("_commands")
         if not isinstance(commands, list) or not all(isinstance(c, str) for c in commands):
             raise SnapshotError("damaged snapshot: '_commands' is not a list of strings")
-        rng = np.random.Generator(getattr(np.random, rng_state["bit_generator"])())
-        rng.bit_generator.state = rng_state
-        self.backend.load(rng, dict(options))
+        try:
+            rng_state, options = fields["_loaded_with"]
+            rng = decode({"~rng": encode(rng_state)})  # only numpy's bit generators, by name
+            self.backend.load(rng, dict(options))
+        except (KeyError, TypeError, ValueError) as err:
+            raise SnapshotError(f"damaged snapshot: the episode's reset cannot be repeated ({err})") from None
         for command in commands:
             self.backend.execute(command)
         if self.backend.state_hash() != snapshot.get("state_hash"):

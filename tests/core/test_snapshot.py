@@ -175,6 +175,11 @@ def test_a_replayed_snapshot_that_does_not_reach_its_state_is_refused():
     tampered = {**snapshot, "fields": {**snapshot["fields"], "_commands": []}}
     with pytest.raises(SnapshotError, match="did not reach its state"):
         set_state(make("PilotTextWorld-v0"), tampered)
+    loaded = snapshot["fields"]["_loaded_with"]["~tuple"]
+    for rng in ({"bit_generator": "seed", "state": {}}, "not a state"):
+        bad = {**snapshot, "fields": {**snapshot["fields"], "_loaded_with": {"~tuple": [rng, loaded[1]]}}}
+        with pytest.raises(SnapshotError, match="damaged snapshot"):
+            set_state(make("PilotTextWorld-v0"), bad)
 
 
 # ------------------------------------------------------------------------------------------- PettingZoo envs
