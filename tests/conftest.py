@@ -1,38 +1,5 @@
-"""Shared fixtures: the registry of env ids, with engines that are not installed skipped clearly."""
+"""Makes ``envs_under_test`` (the registry of env ids the tests parametrise over) importable and checks it."""
 
 from __future__ import annotations
 
-import importlib.util
-
-import gymnasium as gym
-import pytest
-
-import pilot_envs
-from pilot_envs.registration import ENVS
-
-ENTRIES = {e.id: e for e in ENVS}
-ALL_IDS = [e.id for e in ENVS]
-DETERMINISTIC_IDS = [e.id for e in ENVS if not e.nondeterministic]
-
-# Fast variants used by the heavier checks (full-size native envs are checked too, just not everywhere).
-FAST_KWARGS: dict[str, dict] = {
-    "PilotScienceWorld-v0": {
-        "task": "lifespan-longest-lived",
-        "deterministic": True,
-        "jvm_options": ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"),
-    },
-}
-
-
-def require_engine(env_id: str) -> None:
-    entry = ENTRIES[env_id]
-    if entry.requires and importlib.util.find_spec(entry.requires) is None:
-        pytest.skip(f"{env_id} needs the optional package {entry.requires!r} (pip install pilot-envs[{entry.requires}])")
-
-
-def make(env_id: str, **kwargs) -> gym.Env:
-    require_engine(env_id)
-    return gym.make(env_id, **{**FAST_KWARGS.get(env_id, {}), **kwargs})
-
-
-assert pilot_envs.env_ids()
+import envs_under_test  # noqa: F401  (asserts the registry is not empty)

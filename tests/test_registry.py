@@ -13,7 +13,7 @@ import sys
 import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import ALL_IDS, DETERMINISTIC_IDS, make, require_engine
+from envs_under_test import ALL_IDS, DETERMINISTIC_IDS, make, require_engine
 from gymnasium.utils.env_checker import check_env
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

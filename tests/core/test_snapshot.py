@@ -11,7 +11,7 @@ import warnings
 
 import gymnasium as gym
 import pytest
-from conftest import ALL_IDS, DETERMINISTIC_IDS, FAST_KWARGS, make, require_engine
+from envs_under_test import ALL_IDS, DETERMINISTIC_IDS, FAST_KWARGS, make, require_engine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
