@@ -53,6 +53,7 @@ def test_ticking_repeats_the_latest_status_during_a_long_call() -> None:
         time.sleep(0.3)  # one long call: no new status offered meanwhile
     lines = out.getvalue().splitlines()
     assert lines[0].endswith("turn 3/15") and any(line.endswith("still working: turn 3/15") for line in lines[1:])
+    assert len(lines) >= 3 and not any("still working: still working" in line for line in lines), lines
     n = len(lines)
     time.sleep(0.15)
     assert len(out.getvalue().splitlines()) == n, "the ticker stops with the block"

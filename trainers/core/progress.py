@@ -60,11 +60,13 @@ class Heartbeat:
             return
         with self._lock:
             self._latest = message
-            now = time.monotonic()
-            if force or now - self.last >= self.every:
-                self.last = now
-                print(f"[{self.name} {fmt_seconds(now - self.start)}] {message()}", file=self.stream or sys.stderr,
-                      flush=True)
+            if force or time.monotonic() - self.last >= self.every:
+                self._emit(message())
+
+    def _emit(self, text: str) -> None:
+        """Print one line now (the caller holds the lock)."""
+        self.last = now = time.monotonic()
+        print(f"[{self.name} {fmt_seconds(now - self.start)}] {text}", file=self.stream or sys.stderr, flush=True)
 
     @contextlib.contextmanager
     def ticking(self) -> Iterator[Heartbeat]:
@@ -77,9 +79,10 @@ class Heartbeat:
 
         def tick() -> None:
             while not stop.wait(min(1.0, self.every)):
-                latest = self._latest
-                if latest is not None and time.monotonic() - self.last >= self.every:
-                    self(lambda latest=latest: f"still working: {latest()}")
+                with self._lock:  # the latest status stays the caller's: repeats are not nested
+                    latest = self._latest
+                    if latest is not None and time.monotonic() - self.last >= self.every:
+                        self._emit(f"still working: {latest()}")
 
         thread = threading.Thread(target=tick, name=f"heartbeat-{self.name}", daemon=True)
         thread.start()
