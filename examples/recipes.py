@@ -7,6 +7,7 @@ Imported by the examples as ``from recipes import GRPO_RECIPE`` (a script's own 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,9 @@ def budgeted(trainer_cls: type, budget: int) -> type:
             played = self.env_steps_total + metrics["env/steps"] * self.accelerator.num_processes  # incl. this one
             if played >= budget:
                 self.config.iterations = self.step + 1
+            else:  # the iterations the budget will take at this pace (progress lines and their ETA read it)
+                per_iteration = played / (self.step + 1)
+                self.config.iterations = self.step + 1 + max(1, math.ceil((budget - played) / per_iteration))
 
     Budgeted.__name__ = f"Budgeted{trainer_cls.__name__}"
     return Budgeted
