@@ -62,6 +62,9 @@ def register_envs() -> None:
         )
     if "PilotRemote-v0" not in gym.registry:  # a client of `pilot-envs serve`, not an env of its own: not in ENVS
         gym.register(id="PilotRemote-v0", entry_point="pilot_envs.remote:RemoteEnv", max_episode_steps=None)
+    if "PilotPlanner-v0" not in gym.registry:  # the planner's seat over another id (RLTR's env): not in ENVS either
+        gym.register(id="PilotPlanner-v0", entry_point="pilot_envs.multiagent.planner_env:PlannerEnv",
+                     max_episode_steps=None)
 
 
 def env_ids() -> tuple[str, ...]:

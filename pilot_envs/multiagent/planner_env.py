@@ -113,9 +113,13 @@ class PlannerEnv(gym.Env):
         completeness_weight=1.0,
         format_weight=0.1,
         replan_every=None, replan_on_subgoal=False,  # when the executor hands the turn back
-        **env_kwargs,                  # passed to gym.make(env_id, ...), e.g. max_episode_steps=30
+        step_cap=None,                 # the wrapped env's step limit (its max_episode_steps; None: its own)
+        **env_kwargs,                  # passed to gym.make(env_id, ...)
     )
+    # or, registered (outside pilot_envs.ENVS): gym.make("PilotPlanner-v0", env_id=..., step_cap=20, ...)
     ```
+    With a named executor the env is made again from its id and arguments, so ``pilot-envs replay`` re-runs the
+    transcripts of trainers that play it (RLTR).
     """
 
     metadata = {"render_modes": ["ansi", "human"]}
@@ -130,8 +134,11 @@ class PlannerEnv(gym.Env):
         replan_every: int | None = None,
         replan_on_subgoal: bool = False,
         render_mode: str | None = None,
+        step_cap: int | None = None,
         **env_kwargs: Any,
     ) -> None:
+        if step_cap is not None:
+            env_kwargs["max_episode_steps"] = step_cap
         self._oracle: Callable[[dict[str, Any]], tuple[str, ...]] = milestones_left
         if isinstance(executor, str):
             if executor not in EXECUTORS:

@@ -4,6 +4,7 @@ format term (no outcome reward), and one CPU iteration of the registered method 
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pytest
 import torch
 
 from pilot_envs.multiagent.planner_env import PlannerEnv
+from pilot_envs.replay import env_header, replay_file
+from trainers.core.logger import save_transcripts
 from trainers.core.registry import FORMATS, METHODS
 from trainers.core.sft import expert_response
 from trainers.rltr import RLTRConfig, RLTRTrainer
@@ -44,8 +47,12 @@ def test_the_planner_format_answers_with_the_oracle_plan() -> None:
 def test_one_iteration_trains_only_the_planners_tokens_on_completeness(tmp_path: Path) -> None:
     assert METHODS.get("rltr").build is RLTRTrainer
     trainer = RLTRTrainer(_cfg(tmp_path))
-    assert isinstance(trainer.envs[0], PlannerEnv) and trainer.envs[0].pe.inner.spec.max_episode_steps == 20
+    planner = trainer.envs[0].unwrapped
+    assert isinstance(planner, PlannerEnv) and planner.pe.inner.spec.max_episode_steps == 20
     trajs, _ = trainer.collect(trainer.sample_tasks())
+    # the run's transcripts name the env by id and arguments: pilot-envs replay re-runs them
+    path = save_transcripts(trajs, tmp_path / "t.jsonl", env=env_header(trainer.envs[0]))
+    assert replay_file(path, out=io.StringIO()) == (len(trajs), 0, 0)
     batch = trainer.make_batch(trajs)
     for traj in trajs:
         assert len(traj.turns) == 1  # one planner turn; the executor's steps happen inside it and are not trained

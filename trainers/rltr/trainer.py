@@ -17,7 +17,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from pilot_envs.multiagent.planner_env import PlannerEnv
+import pilot_envs  # noqa: F401  (registers PilotPlanner-v0)
 from trainers.core.policy import Policy
 from trainers.grpo.trainer import GRPOTrainer
 from trainers.rltr.config import RLTRConfig
@@ -36,9 +36,11 @@ class RLTRTrainer(GRPOTrainer):
                  policy: Policy | None = None, accelerator: Any = None) -> None:
         super().__init__(config, env_fn=env_fn or self.planner_env, policy=policy, accelerator=accelerator)
 
-    def planner_env(self) -> PlannerEnv:
-        """The planner's seat over ``config.env`` with the fixed executor."""
+    def planner_env(self) -> gym.Env:
+        """The planner's seat over ``config.env`` with the fixed executor (``PilotPlanner-v0``: made by id, so the
+        run's transcripts replay with ``pilot-envs replay``)."""
         cfg = self.config
         kwargs = {k: v for k, v in self.env_kwargs().items() if k != "plan_mode"}
-        return PlannerEnv(cfg.env, executor=cfg.executor, completeness_weight=cfg.completeness_weight,
-                          format_weight=cfg.format_weight, max_episode_steps=cfg.step_cap, **kwargs)
+        return gym.make("PilotPlanner-v0", env_id=cfg.env, executor=cfg.executor,
+                        completeness_weight=cfg.completeness_weight, format_weight=cfg.format_weight,
+                        step_cap=cfg.step_cap, **kwargs)
