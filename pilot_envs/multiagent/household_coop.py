@@ -228,6 +228,11 @@ class HouseholdCoopEnv(Snapshottable, ParallelEnv, EzPickle):
         base = spaces.observation_space(num_subgoals=self.backend.max_subgoals, max_commands=self.backend.max_commands)
         return gym_spaces.Dict({**base.spaces, "teammates": spaces.PilotText(TEAMMATES_MAX)})
 
+    def get_state(self) -> dict[str, Any]:
+        if self.world is None:
+            raise gym.error.ResetNeeded("Call reset() before get_state(): there is no episode to snapshot.")
+        return super().get_state()
+
     # ------------------------------------------------------------------ PettingZoo API
     def observation_space(self, agent: str) -> gym.Space:
         return self.observation_spaces[agent]

@@ -162,6 +162,9 @@ def test_only_registered_classes_are_ever_built():
 def test_get_state_before_reset_is_a_clear_error():
     with pytest.raises(gym.error.ResetNeeded, match="reset"):
         get_state(make("PilotALFWorldSmall-v0"))
+    for name in _MULTI:
+        with pytest.raises(gym.error.ResetNeeded, match="reset"):
+            get_state(_MULTI[name]())
 
 
 @pytest.mark.engine
