@@ -187,8 +187,10 @@ class Snapshottable:
         return snapshot
 
     def set_state(self, snapshot: Mapping[str, Any]) -> None:
-        """Restore a snapshot of :meth:`get_state`. Refused with a ``SnapshotError`` when it comes from another env
-        id, another pilot-envs version or other settings, or is damaged; this env is unchanged then."""
+        """Restore a snapshot of :meth:`get_state`. Refused with a ``SnapshotError``, before anything changes, when
+        it comes from another env id, another pilot-envs version or other settings, or cannot be decoded. A replayed
+        restore that does not reach the snapshot's state also raises ``SnapshotError``; the env is then in the
+        replayed state (reset it)."""
         check_header(snapshot, self._snapshot_identity())
         fields = decode(snapshot["fields"])
         if not isinstance(fields, dict):

@@ -219,3 +219,31 @@ def test_tree_settings_are_checked_with_the_config() -> None:
     with pytest.raises(ValueError, match="num_envs"):
         GRPOConfig(model="tiny", tree_turns=(2,), tree_width=2, group_size=8, num_envs=4)
     assert GRPOConfig(model="tiny", tree_turns=(2, 5, 8), tree_width=2, group_size=8).tree_turns == (2, 5, 8)
+
+
+def _methods_with_turns() -> list[str]:
+    from trainers.core.registry import METHODS, discover
+
+    discover()
+    return [n for n in METHODS.names() if METHODS.get(n).config().max_turns > 2]
+
+
+@pytest.mark.parametrize("name", _methods_with_turns())
+def test_every_method_trains_on_tree_rollouts(name: str, tmp_path: Path) -> None:
+    """One iteration of each registered method (that plays several turns) with tree rollouts on the tiny model."""
+    import dataclasses
+
+    from trainers.core.registry import METHODS
+
+    config_cls = METHODS.get(name).config
+    extra = {"overlong_buffer": 4} if "overlong_buffer" in {f.name for f in dataclasses.fields(config_cls)} else {}
+    cfg = config_cls(
+        **extra, model="tiny", tiny_hidden=16, tiny_layers=1, tiny_heads=2, tiny_corpus_episodes=20, sft_episodes=0,
+        env=ENV, iterations=1, tasks_per_iteration=1, group_size=4, num_envs=4, max_turns=4, max_new_tokens=8,
+        eval_split=None, tree_turns=(1, 2), tree_width=2, output_dir=str(tmp_path / name), save_final_model=False,
+        tensorboard=False, progress_bar=False, transcripts_every=0)
+    trainer = METHODS.get(name).build(cfg)
+    trajs, stats = trainer.collect(trainer.sample_tasks())
+    assert len(trajs) == 4 and stats.env_steps < sum(len(t) for t in trajs)  # shared prefixes were played once
+    assert len({(t.turns[0].state_hash, t.turns[0].response_text) for t in trajs}) == 1
+    trainer.train()
