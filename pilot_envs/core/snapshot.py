@@ -271,7 +271,8 @@ def _layers(env: Any) -> tuple[list[Any], Any]:
         wrappers.append(env)
         env = env.env
     if not hasattr(type(env), "get_state"):
-        raise SnapshotError(f"{type(env).__name__} has no get_state(): it is not an env of pilot-envs")
+        raise SnapshotError(f"{type(env).__name__} has no get_state(): its state cannot be snapshotted (snapshots "
+                            "cover the registered envs of pilot-envs and its PettingZoo envs)")
     return wrappers, env
 
 
