@@ -324,17 +324,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def _machine(threads: int) -> str:
-    import platform
+    from pilot_envs.bench import cpu_name
 
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():  # the CPU's model name, for "results per machine"
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores, torch {threads} thread(s)"
+    return f"{cpu_name()}, {os.cpu_count()} cores, torch {threads} thread(s)"
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import gymnasium as gym
 import numpy as np
 
 __all__ = ["BenchRow", "SectionResult", "SECTIONS", "run_sections", "run_bench", "render_markdown", "merge_sections",
-           "bench_command", "time_steps", "native_section"]
+           "bench_command", "time_steps", "native_section", "cpu_name", "machine"]
 
 
 @dataclass(frozen=True)
@@ -154,14 +154,20 @@ def bench_command(sections: list[str] | None, quick: bool) -> str:
     return "pilot-envs bench" + (f" --sections {','.join(sections)}" if sections else "") + (" --quick" if quick else "")
 
 
+def cpu_name() -> str:
+    """The CPU's model name (``lscpu`` on Linux; the ``platform`` module's answer where that is missing)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10, check=True).stdout
+        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except (OSError, subprocess.SubprocessError, StopIteration):
+        return platform.processor() or platform.machine() or "CPU"
+
+
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:  # the CPU's model name, from the Linux kernel's CPU description (platform's answer elsewhere)
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    """The machine a benchmark ran on, for the header of its numbers: CPU model, cores, Python version."""
+    return f"{cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def render_markdown(rows: list[BenchRow], skipped: list[str], command: str) -> str:

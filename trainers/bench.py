@@ -22,7 +22,6 @@ What it measures, each a median over ``--repeats`` runs on the same inputs:
 from __future__ import annotations
 
 import argparse
-import platform
 import resource
 import statistics
 import sys
@@ -32,6 +31,7 @@ from typing import Any
 
 import torch
 
+from pilot_envs.bench import cpu_name
 from pilot_envs.docs import write_marked
 
 __all__ = ["SHAPES", "main", "run"]
@@ -181,19 +181,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "CPU"
-
-
 def section(args: argparse.Namespace, r: dict[str, Any], argv: list[str]) -> str:
     """The Markdown section of docs/benchmarks.md for one run."""
-    dev = torch.cuda.get_device_name() if args.device == "cuda" else f"{_cpu_name()}, {args.threads} thread(s)"
+    dev = torch.cuda.get_device_name() if args.device == "cuda" else f"{cpu_name()}, {args.threads} thread(s)"
     what = f"{args.shape} shape, random weights" if args.shape else args.model
     cmd = " ".join(["python -m trainers.bench", *argv])
     if args.out:

@@ -22,14 +22,17 @@ def _post(url: str, path: str, body=None, raw: bytes | None = None) -> requests.
     return requests.post(url + path, json=body, timeout=10)
 
 
+UNKNOWN = "no-such-id"  # a session id the server never gave out
+
+
 def _http_cases(url: str, sid: str) -> list[tuple[str, requests.Response, int, str]]:
     fresh = requests.post(f"{url}/sessions", timeout=10).json()["session_id"]
     cases = [
         ("malformed JSON", _post(url, f"/sessions/{sid}/step", raw=b'{"action": {"text": "look"'), 422, "JSON"),
         ("malformed JSON, OpenEnv route", _post(url, "/step", raw=b"{not json"), 422, "JSON"),
-        ("unknown session", _post(url, "/sessions/no-such-id/step", {"action": {"text": "look"}}), 404,
-         "unknown session id 'no-such-id'"),
-        ("unknown session, reset", _post(url, "/sessions/no-such-id/reset", {}), 404, "POST /sessions"),
+        ("unknown session", _post(url, f"/sessions/{UNKNOWN}/step", {"action": {"text": "look"}}), 404,
+         f"unknown session id '{UNKNOWN}'"),
+        ("unknown session, reset", _post(url, f"/sessions/{UNKNOWN}/reset", {}), 404, "POST /sessions"),
         ("1 MB action", _post(url, f"/sessions/{sid}/step", {"action": {"text": MB}}), 413, "at most 65,536"),
         ("5 MB body", _post(url, f"/sessions/{sid}/step", {"action": {"text": MB * 5}}), 413, "at most 4,194,304"),
         ("action not a string", _post(url, f"/sessions/{sid}/step", {"action": {"text": 3}}), 422, "valid string"),
