@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import os
 from collections.abc import Callable
 from pathlib import Path
 
+from pilot_envs.core.files import atomic_write_text
 from pilot_envs.registration import ENVS
 
 __all__ = ["env_card", "write_env_cards", "write_marked", "CARD_SOURCES"]
@@ -50,11 +50,7 @@ def write_env_cards(out: Path) -> list[Path]:
             cls = _load(entry_point)
         except ImportError:
             continue
-        path = out / f"{title}.md"
-        tmp = path.with_suffix(".md.tmp")
-        tmp.write_text(env_card(title, cls, ids))
-        tmp.replace(path)
-        written.append(path)
+        written.append(atomic_write_text(out / f"{title}.md", env_card(title, cls, ids)))
     return written
 
 
@@ -76,7 +72,4 @@ def write_marked(path: Path, start: str, end: str, body: str | Callable[[str], s
         new = old[:k] + block + "\n\n" + old[k:]
     else:
         new = (old.rstrip() + "\n\n" if old else "") + heading + block + "\n"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(new)
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, new)

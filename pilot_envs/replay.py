@@ -27,6 +27,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from pilot_envs.core.files import atomic_write_text
 from pilot_envs.core.snapshot import SnapshotError, decode, encode, get_state, set_state
 
 __all__ = [
@@ -190,21 +191,8 @@ def read_transcripts(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def write_transcripts(path: str | Path, episodes: list[dict[str, Any]]) -> Path:
-    """Write episodes as JSONL, atomically (a temporary file in the same folder, then a rename)."""
-    import os
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(e) + "\n" for e in episodes)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    """Write episodes as JSONL, atomically (:func:`~pilot_envs.core.files.atomic_write_text`)."""
+    return atomic_write_text(path, "".join(json.dumps(e) + "\n" for e in episodes))
 
 
 class TranscriptRecorder(gym.Wrapper):

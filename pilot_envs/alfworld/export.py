@@ -21,12 +21,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
 from pilot_envs.alfworld.scene import Scene
+from pilot_envs.core.files import atomic_write_text
 
 __all__ = ["entity_ids", "export_game", "game_json", "goal_pddl", "scene_to_problem"]
 
@@ -177,14 +177,4 @@ def export_game(scene: Scene, path: str | os.PathLike[str]) -> Path:
         raise ImportError("exporting ALFWorld games needs alfworld: pip install pilot-envs[alfworld]") from exc
     domain = Path(ALFRED_PDDL_PATH).read_text()
     grammar = Path(ALFRED_TWL2_PATH).read_text()
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(game_json(scene, domain, grammar), fh)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return atomic_write_text(path, json.dumps(game_json(scene, domain, grammar)))

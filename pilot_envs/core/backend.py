@@ -10,13 +10,13 @@ from __future__ import annotations
 import abc
 import contextlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pilot_envs.core.files import atomic_write_text
 from pilot_envs.core.snapshot import register_state_class
 from pilot_envs.core.task import Subgoal
 
@@ -133,19 +133,8 @@ def cache_dir(*parts: str, root: str | os.PathLike | None = None) -> Path:
 def write_cache_file(path: Path, text: str) -> None:
     """Write a cache entry so that concurrent readers see no file or the whole file (a temporary file in the same
     folder, then ``os.replace``). Best effort: a cache that cannot be written is skipped, never an error."""
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError:
-        pass
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    with contextlib.suppress(OSError):
+        atomic_write_text(path, text)
 
 
 def int_option(options: dict[str, Any], key: str) -> int | None:

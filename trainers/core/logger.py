@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pilot_envs.core.files import atomic_write_text
 from pilot_envs.replay import TRANSCRIPT_FORMAT
 
 if TYPE_CHECKING:
@@ -95,22 +94,6 @@ class RunLogger:
 def _num(v: Any) -> float | None:
     x = float(v)
     return x if math.isfinite(x) else None
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically: a temporary file in the same folder, then ``os.replace`` (readers
-    see the old file or the whole new one, never a part)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
