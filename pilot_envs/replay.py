@@ -28,7 +28,7 @@ from typing import Any
 import gymnasium as gym
 
 from pilot_envs.core.files import atomic_write_text
-from pilot_envs.core.snapshot import SnapshotError, decode, encode, get_state, set_state
+from pilot_envs.core.snapshot import SnapshotError, decode, encode, get_state, identity, set_state
 
 __all__ = [
     "TRANSCRIPT_FORMAT",
@@ -54,19 +54,13 @@ AFTER_KEYS = ("reward", "terminated", "truncated", "command", "won", "progress",
 def env_header(env: Any) -> dict[str, Any] | None:
     """How to make ``env`` again (its registered id, pilot-envs version and ``gym.make`` keyword arguments), or
     None when it is not a registered env of this package (a replay then says so)."""
-    import pilot_envs
-
-    inner = getattr(env, "unwrapped", env)
-    spec = getattr(inner, "spec", None)
+    spec = getattr(getattr(env, "unwrapped", env), "spec", None)
     if not isinstance(spec, gym.envs.registration.EnvSpec) or not spec.id.startswith("Pilot"):
         return None
-    kwargs = {k: v for k, v in spec.kwargs.items() if k != "render_mode"}
     try:
-        encoded = encode(kwargs)
+        return {**identity(spec.id, spec.kwargs), "max_episode_steps": spec.max_episode_steps}
     except SnapshotError:  # e.g. an executor object: the env cannot be made again from data
         return None
-    return {"id": spec.id, "version": pilot_envs.__version__, "kwargs": encoded,
-            "max_episode_steps": spec.max_episode_steps}
 
 
 def make_from_header(header: Any) -> gym.Env:

@@ -33,6 +33,7 @@ __all__ = [
     "decode",
     "encode",
     "get_state",
+    "identity",
     "register_state_class",
     "set_state",
 ]
@@ -209,17 +210,12 @@ class Snapshottable:
         self._after_restore()
 
     def _snapshot_identity(self) -> dict[str, Any]:
-        import pilot_envs
-
         spec = getattr(self, "spec", None)
         if isinstance(spec, gym.envs.registration.EnvSpec):
-            name, kwargs = spec.id, dict(spec.kwargs)
-        else:
-            cls = type(self)
-            name = f"{cls.__module__}:{cls.__qualname__}"
-            kwargs = {"args": list(getattr(self, "_ezpickle_args", ())), **getattr(self, "_ezpickle_kwargs", {})}
-        kwargs.pop("render_mode", None)  # how an env is shown is not part of its state
-        return {"id": name, "version": pilot_envs.__version__, "kwargs": encode(kwargs)}
+            return identity(spec.id, spec.kwargs)
+        cls = type(self)
+        args = {"args": list(getattr(self, "_ezpickle_args", ())), **getattr(self, "_ezpickle_kwargs", {})}
+        return identity(f"{cls.__module__}:{cls.__qualname__}", args)
 
     def _snapshot_extra(self) -> dict[str, Any]:
         return {}
@@ -231,7 +227,16 @@ class Snapshottable:
         """Rebuild what is derived from the restored attributes."""
 
 
-def check_header(snapshot: Any, identity: Mapping[str, Any]) -> None:
+def identity(name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Which env this is: its id (or class), the pilot-envs version and its settings as snapshot data (the
+    ``render_mode`` left out: how an env is shown is not part of its state)."""
+    import pilot_envs
+
+    settings = {k: v for k, v in kwargs.items() if k != "render_mode"}
+    return {"id": name, "version": pilot_envs.__version__, "kwargs": encode(settings)}
+
+
+def check_header(snapshot: Any, ours: Mapping[str, Any]) -> None:
     """Refuse a snapshot that is not one, or that belongs to another env, version or settings."""
     if not isinstance(snapshot, Mapping) or snapshot.get("format") != SNAPSHOT_FORMAT:
         got = snapshot.get("format") if isinstance(snapshot, Mapping) else type(snapshot).__name__
@@ -239,17 +244,17 @@ def check_header(snapshot: Any, identity: Mapping[str, Any]) -> None:
     theirs = snapshot.get("env")
     if not isinstance(theirs, Mapping) or "fields" not in snapshot:
         raise SnapshotError("damaged snapshot: no 'env' or 'fields' entry")
-    if theirs.get("id") != identity["id"]:
-        raise SnapshotError(f"this snapshot is of {theirs.get('id')!r}; it cannot be restored into {identity['id']!r}")
-    if theirs.get("version") != identity["version"]:
+    if theirs.get("id") != ours["id"]:
+        raise SnapshotError(f"this snapshot is of {theirs.get('id')!r}; it cannot be restored into {ours['id']!r}")
+    if theirs.get("version") != ours["version"]:
         raise SnapshotError(
-            f"this snapshot was taken with pilot-envs {theirs.get('version')}; this is {identity['version']} "
+            f"this snapshot was taken with pilot-envs {theirs.get('version')}; this is {ours['version']} "
             "(restore it with the version that wrote it)"
         )
-    if theirs.get("kwargs") != identity["kwargs"]:
-        ours, other = identity["kwargs"], theirs.get("kwargs") or {}
-        keys = sorted(k for k in set(ours) | set(other) if ours.get(k) != other.get(k))
-        raise SnapshotError(f"this snapshot is of {identity['id']!r} made with other settings (differ: {keys})")
+    if theirs.get("kwargs") != ours["kwargs"]:
+        mine, other = ours["kwargs"], theirs.get("kwargs") or {}
+        keys = sorted(k for k in set(mine) | set(other) if mine.get(k) != other.get(k))
+        raise SnapshotError(f"this snapshot is of {ours['id']!r} made with other settings (differ: {keys})")
 
 
 # ------------------------------------------------------------------------------------------------------ wrappers
