@@ -32,7 +32,7 @@ from pilot_envs.core.protocol import parse_action
 from trainers.core.advantages import TurnBatch
 from trainers.core.policy import Generation, Sampler
 from trainers.core.prompts import PromptFormat, PromptOptions, get_format, render_messages, turn_instruction
-from trainers.core.tree import TreeSpec, branch, roots_per_group
+from trainers.core.tree import TreeSpec, branch, group_waves, plant
 
 __all__ = [
     "AgentSpec",
@@ -361,7 +361,7 @@ class RolloutCollector:
         :class:`~trainers.core.progress.Heartbeat`) is offered a status message after every turn."""
         trajs: list[Trajectory] = []
         stats = RolloutStats()
-        waves = list(_chunks(list(tasks), self.slots.n) if self.tree is None else _group_waves(list(tasks), self.slots.n))
+        waves = list(_chunks(list(tasks), self.slots.n) if self.tree is None else group_waves(list(tasks), self.slots.n))
         for k, wave in enumerate(waves):
             def status(turn: int, eps: list[_Episode], k: int = k) -> str:
                 done = len(trajs) + sum(not e.active and not e.waiting for e in eps)
@@ -389,16 +389,12 @@ class RolloutCollector:
                               task_id=_text(info.get("task_id", "")))
             self.next_traj_id += 1
             eps.append(_Episode(traj, obs, info))
-        groups = _members(tasks) if self.tree is not None else {}
         if self.tree is not None:
-            for members in groups.values():
-                for i in members[roots_per_group(self.tree, len(members)):]:
-                    eps[i].active, eps[i].waiting = False, True
+            plant(self.tree, eps, tasks)
         for turn_idx in range(self.agent.max_turns):
             if self.tree is not None and turn_idx in self.tree.turns:
                 t0 = time.perf_counter()
-                for members in groups.values():
-                    branch([eps[i] for i in members], [self.slots.envs[i] for i in members], self.tree.width)
+                branch(self.tree, eps, self.slots.envs, tasks)
                 stats.env_s += time.perf_counter() - t0
             active = [i for i, e in enumerate(eps) if e.active]
             if not active:
@@ -494,29 +490,6 @@ class RolloutCollector:
 def _chunks(xs: list[TaskSpec], n: int) -> Iterator[list[TaskSpec]]:
     for i in range(0, len(xs), n):
         yield xs[i : i + n]
-
-
-def _members(tasks: Sequence[TaskSpec]) -> dict[int, list[int]]:
-    """Positions of each group's tasks, by group id."""
-    groups: dict[int, list[int]] = {}
-    for i, t in enumerate(tasks):
-        groups.setdefault(t.group_id, []).append(i)
-    return groups
-
-
-def _group_waves(xs: list[TaskSpec], n: int) -> Iterator[list[TaskSpec]]:
-    """Waves of at most ``n`` tasks that never split a group (a tree's episodes branch within their wave)."""
-    wave: list[TaskSpec] = []
-    for members in _members(xs).values():
-        if len(members) > n:
-            raise ValueError(f"tree rollouts play a whole group in one wave: num_envs ({n}) must be at least the "
-                             f"group size ({len(members)})")
-        if len(wave) + len(members) > n:
-            yield wave
-            wave = []
-        wave.extend(xs[i] for i in members)
-    if wave:
-        yield wave
 
 
 # ------------------------------------------------------------------------------------------ batch views

@@ -16,13 +16,13 @@ actually taken).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from pilot_envs import get_state, set_state
 
-__all__ = ["TreeSpec", "roots_per_group", "branch"]
+__all__ = ["TreeSpec", "branch", "group_members", "group_waves", "plant", "roots_per_group"]
 
 
 @dataclass(frozen=True)
@@ -53,19 +53,51 @@ def roots_per_group(spec: TreeSpec, group_size: int) -> int:
     return group_size // spec.leaves_per_root
 
 
-def branch(eps: Sequence[Any], envs: Sequence[Any], width: int) -> None:
-    """Copy every episode of one group that is not waiting (running or already finished) into ``width - 1`` of its
-    waiting episodes: the env state (for a running one) and the episode so far. ``envs[i]`` plays ``eps[i]``."""
-    parents = [i for i, e in enumerate(eps) if not e.waiting]
-    free = [i for i, e in enumerate(eps) if e.waiting]
-    for p in parents:
-        parent, snapshot = eps[p], None
-        for _ in range(min(width - 1, len(free))):
-            c = free.pop(0)
-            if parent.active:
-                snapshot = snapshot or get_state(envs[p])
-                set_state(envs[c], snapshot)
-            _copy_episode(parent, eps[c])
+def group_members(tasks: Sequence[Any]) -> dict[int, list[int]]:
+    """Positions of each group's tasks (anything with a ``group_id``), by group id."""
+    groups: dict[int, list[int]] = {}
+    for i, t in enumerate(tasks):
+        groups.setdefault(t.group_id, []).append(i)
+    return groups
+
+
+def group_waves(tasks: list[Any], n: int) -> Iterator[list[Any]]:
+    """Waves of at most ``n`` tasks that never split a group (a tree's episodes branch within their wave)."""
+    wave: list[Any] = []
+    for members in group_members(tasks).values():
+        if len(members) > n:
+            raise ValueError(f"tree rollouts play a whole group in one wave: num_envs ({n}) must be at least the "
+                             f"group size ({len(members)})")
+        if len(wave) + len(members) > n:
+            yield wave
+            wave = []
+        wave.extend(tasks[i] for i in members)
+    if wave:
+        yield wave
+
+
+def plant(spec: TreeSpec, eps: Sequence[Any], tasks: Sequence[Any]) -> None:
+    """At the reset: each group's first ``roots_per_group`` episodes play, the others wait to be branched into."""
+    for members in group_members(tasks).values():
+        for i in members[roots_per_group(spec, len(members)):]:
+            eps[i].active, eps[i].waiting = False, True
+
+
+def branch(spec: TreeSpec, eps: Sequence[Any], envs: Sequence[Any], tasks: Sequence[Any]) -> None:
+    """Before a branching turn: in every group, copy each episode that is not waiting (running or already
+    finished) into ``width - 1`` of the group's waiting episodes, the env state (for a running one) and the episode
+    so far. ``envs[i]`` plays ``eps[i]``, which plays ``tasks[i]``."""
+    for members in group_members(tasks).values():
+        parents = [i for i in members if not eps[i].waiting]
+        free = [i for i in members if eps[i].waiting]
+        for p in parents:
+            snapshot = None
+            for _ in range(min(spec.width - 1, len(free))):
+                c = free.pop(0)
+                if eps[p].active:
+                    snapshot = snapshot or get_state(envs[p])
+                    set_state(envs[c], snapshot)
+                _copy_episode(eps[p], eps[c])
 
 
 def _copy_episode(parent: Any, child: Any) -> None:
