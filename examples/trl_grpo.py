@@ -82,15 +82,8 @@ def run_trl(r: dict[str, Any]) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from pilot_envs.integrations.trl import (
-        PilotToolEnv,
-        expert_conversation,
-        play,
-        sft_conversations,
-        task_dataset,
-        task_rows,
-        tool_chat_template,
-    )
+    from pilot_envs.integrations.trl import PilotToolEnv, task_dataset, task_rows, tool_chat_template
+    from pilot_envs.integrations.trl_warmstart import expert_conversation, play, sft_conversations
     from trainers.core.models import resolve_model
 
     out = Path(r["output_dir"]) / "trl"

@@ -21,16 +21,13 @@ import pilot_envs  # noqa: F401
 from pilot_envs.integrations.trl import (
     DONE_TEXT,
     PilotToolEnv,
-    conversation_ids,
     environment_factory,
-    expert_conversation,
     first_messages,
-    play,
-    sft_conversations,
     task_dataset,
     task_rows,
     tool_chat_template,
 )
+from pilot_envs.integrations.trl_warmstart import conversation_ids, expert_conversation, play, sft_conversations
 
 PROGRESS = {"reward_mode": "progress", "success_reward": 10.0, "invalid_action_penalty": 0.1}
 
