@@ -61,7 +61,13 @@ def transcript(env: gym.Env, *, seed: int, actions: Callable[[int, dict, dict], 
                options: dict | None = None) -> list[Step]:
     """Everything observable along an episode (resetting with ``seed`` and again without a seed when it ends)."""
     obs, info = env.reset(seed=seed, options=options)
-    out: list[Step] = [("reset", obs, info)]
+    return [("reset", obs, info), *play_on(env, obs, info, actions, steps)]
+
+
+def play_on(env: gym.Env, obs: dict, info: dict, actions: Callable[[int, dict, dict], str], steps: int) -> list[Step]:
+    """``steps`` steps from ``(obs, info)``, each recorded as (action, obs, reward, terminated, truncated, info); an
+    ended episode is reset without a seed (recorded as ("reset", obs, info))."""
+    out: list[Step] = []
     for t in range(steps):
         action = actions(t, obs, info)
         obs, reward, terminated, truncated, info = env.step(action)

@@ -8,7 +8,7 @@ import json
 import gymnasium as gym
 import pytest
 import requests
-from serve_helpers import assert_same, mixed_policy, transcript
+from serve_helpers import assert_same, mixed_policy, play_on, transcript
 from websockets.sync.client import connect
 
 from pilot_envs.remote import RemoteEnv, RemoteRequestError
@@ -78,16 +78,7 @@ def test_http_bad_input_is_a_clear_4xx_and_harms_no_one(small_url):
 
 def _continue(env, steps, policy, n):
     """``n`` more steps of an episode whose transcript so far is ``steps``."""
-    obs, info = steps[-1][1], steps[-1][-1]
-    out = []
-    for t in range(n):
-        action = policy(t, obs, info)
-        obs, reward, terminated, truncated, info = env.step(action)
-        out.append((action, obs, reward, terminated, truncated, info))
-        if terminated or truncated:
-            obs, info = env.reset()
-            out.append(("reset", obs, info))
-    return out
+    return play_on(env, steps[-1][1], steps[-1][-1], policy, n)
 
 
 def test_websocket_bad_input_answers_errors_and_keeps_the_session(small_url):
