@@ -110,8 +110,10 @@ class TextTaskEnv(Snapshottable, gym.Env[dict[str, Any], str]):
         if options is not None and not isinstance(options, dict):
             raise TypeError(f"options must be a dict or None, got {type(options).__name__}")
         options = dict(options or {})
-        self._loaded_with = (self.np_random.bit_generator.state, options)
-        self._commands = None if self.backend.exact_snapshots else []
+        if self.backend.exact_snapshots:  # the backend copies its state: nothing to replay
+            self._loaded_with, self._commands = None, None
+        else:
+            self._loaded_with, self._commands = (self.np_random.bit_generator.state, options), []
         self._meta = self.backend.load(self.np_random, options)
         self._declared_plan = ()
         self._stage = self._best_stage = self.backend.stage()
