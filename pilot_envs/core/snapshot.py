@@ -172,10 +172,14 @@ class Snapshottable:
 
     _snapshot_static: frozenset[str] = frozenset()
     _snapshot_children: tuple[str, ...] = ()
+    _snapshot_episode: str | None = None
+    """An attribute that is None until the first ``reset()`` (no episode to snapshot before it)."""
 
     def get_state(self) -> dict[str, Any]:
         """A snapshot of the whole env state: restore it with :meth:`set_state` (here or in a fresh env made the
         same way, in any process) and every later observation, reward and info equals the original's."""
+        if self._snapshot_episode is not None and getattr(self, self._snapshot_episode, None) is None:
+            raise gym.error.ResetNeeded("Call reset() before get_state(): there is no episode to snapshot.")
         skip = self._snapshot_static | set(self._snapshot_children)
         fields = {k: v for k, v in vars(self).items() if k not in skip}
         snapshot = {

@@ -55,6 +55,7 @@ class TextTaskEnv(Snapshottable, gym.Env[dict[str, Any], str]):
     metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}
     _snapshot_static = frozenset({"backend", "reward_config", "observation_space", "action_space", "render_mode",
                                   "spec"})
+    _snapshot_episode = "_meta"
 
     def __init__(
         self,
@@ -220,11 +221,6 @@ class TextTaskEnv(Snapshottable, gym.Env[dict[str, Any], str]):
         return self.backend.execute(parsed.command)
 
     # ------------------------------------------------------------------ snapshots (see "Snapshots" above)
-    def get_state(self) -> dict[str, Any]:
-        if self._meta is None:
-            raise gym.error.ResetNeeded("Call reset() before get_state(): there is no episode to snapshot.")
-        return super().get_state()
-
     def _snapshot_extra(self) -> dict[str, Any]:
         extra: dict[str, Any] = {"state_hash": self.backend.state_hash()}
         if self.backend.exact_snapshots:

@@ -157,6 +157,7 @@ class HouseholdCoopEnv(Snapshottable, ParallelEnv, EzPickle):
     _snapshot_static = frozenset({"n_agents", "max_cycles", "plan_mode", "render_mode", "legacy", "reward_config",
                                   "backend", "possible_agents", "observation_spaces", "action_spaces",
                                   "_ezpickle_args", "_ezpickle_kwargs"})
+    _snapshot_episode = "world"
 
     def __init__(
         self,
@@ -227,11 +228,6 @@ class HouseholdCoopEnv(Snapshottable, ParallelEnv, EzPickle):
     def _make_observation_space(self) -> gym_spaces.Dict:
         base = spaces.observation_space(num_subgoals=self.backend.max_subgoals, max_commands=self.backend.max_commands)
         return gym_spaces.Dict({**base.spaces, "teammates": spaces.PilotText(TEAMMATES_MAX)})
-
-    def get_state(self) -> dict[str, Any]:
-        if self.world is None:
-            raise gym.error.ResetNeeded("Call reset() before get_state(): there is no episode to snapshot.")
-        return super().get_state()
 
     # ------------------------------------------------------------------ PettingZoo API
     def observation_space(self, agent: str) -> gym.Space:
