@@ -14,11 +14,20 @@ played at temperature 0.4. Each method runs in its own process (its own wall tim
     python examples/train_hiper.py --quick                       # smoke run (a few minutes)
     nice -n 10 python examples/train_hiper.py --parallel 3       # the measured run of docs/trainers/hiper.md
     nice -n 10 python examples/train_hiper.py --all-types        # all six task types (two-object, look too)
+    python examples/train_hiper.py --full-rooms --segments-only  # the expert's segment lengths, no training
+    python examples/train_hiper.py --full-rooms --env-steps 6000 --parallel 1   # full-size rooms (see below)
+
+``--full-rooms``: full-size rooms (``PilotALFWorld-v0``, 10-40 receptacles, where the policy has to search for
+an object over several turns), a turn cap of ``FULL_ROOMS_TURNS`` for training and evaluation, one evaluation
+episode per task. HiPER's SFT expert writes task steps as subgoals (``--sft-segments task_steps``, the default;
+``milestones`` is the rule of the small-room measurement). The segment lengths of the expert (both rules) and of
+HiPER's policy after SFT and after RL (its evaluation episodes) are tabulated in ``<out>/results.md``.
 
 Writes ``<out>/<method>/`` run folders (metrics.jsonl, transcripts, learning curves), ``<out>/results.json``,
 ``<out>/results.md`` (the tables) and ``<img>/hiper_success.png`` (valid_unseen success per task type,
 after SFT and after RL) and ``<img>/hiper_curves.png`` (training success, return and invalid actions
-against env steps).
+against env steps); with ``--full-rooms`` ``hiper_full_success.png``, ``hiper_full_curves.png`` and
+``hiper_full_segments.png`` (segment-length histograms) instead.
 """
 
 from __future__ import annotations
@@ -36,14 +45,22 @@ from _jobs import CHILD_ENV, run_jobs
 from recipes import GRPO_RECIPE
 
 METHODS = ("grpo", "ppo", "hiper")
+FULL_ROOMS_TURNS = 20
+"""Turn cap in full-size rooms (the planning setting's step cap, docs/planning.md): the expert needs ~6 turns,
+a search over a room's receptacles many more."""
 TYPES = ("pick_and_place_simple", "look_at_obj_in_light", "pick_clean_then_place_in_recep",
          "pick_heat_then_place_in_recep", "pick_cool_then_place_in_recep", "pick_two_obj_and_place")
 
 
-def settings(method: str, quick: bool, all_types: bool) -> dict:
+def settings(method: str, quick: bool, all_types: bool, full_rooms: bool = False,
+             sft_segments: str = "task_steps") -> dict:
     """The GRPO example's recipe for every method (env, tiny model, SFT warm start, lr, episodes per
-    iteration, evaluation), plus what is specific to each method."""
+    iteration, evaluation), plus what is specific to each method; ``full_rooms``: full-size rooms, the turn cap
+    ``FULL_ROOMS_TURNS``, one evaluation episode per task."""
     recipe = dict(GRPO_RECIPE)
+    if full_rooms:
+        recipe.update(env="PilotALFWorld-v0", max_turns=FULL_ROOMS_TURNS, eval_max_turns=FULL_ROOMS_TURNS,
+                      eval_samples=1)
     episodes = recipe["tasks_per_iteration"] * recipe["group_size"]
     shared = {k: v for k, v in recipe.items() if k not in ("output_dir", "iterations", "save_every")}
     shared.update(iterations=100_000, tensorboard=False, progress_bar=False, save_final_model=False)
@@ -55,7 +72,8 @@ def settings(method: str, quick: bool, all_types: bool) -> dict:
         "ppo": critic,
         "hiper": {**critic, "prompt_format": "hiper", "invalid_action_penalty": 0.0, "invalid_penalty":
                   recipe.get("invalid_action_penalty", 0.1),
-                  "instruction": "Answer with <switch>KEEP or SWITCH</switch><subgoal>...</subgoal><action>...</action>."},
+                  "instruction": "Answer with <switch>KEEP or SWITCH</switch><subgoal>...</subgoal><action>...</action>.",
+                  "sft_segments": sft_segments},
     }
     quick_kw = dict(sft_episodes=40, sft_steps=40, sft_warmup_steps=5, max_turns=6, eval_max_turns=6, eval_tasks=12,
                     eval_samples=1, num_envs=16, tiny_corpus_episodes=60)
@@ -77,7 +95,7 @@ def _trainer(method: str):
             "hiper": (HiPERConfig, HiPERTrainer)}[method]
 
 
-def run_one(method: str, out: Path, budget: int, quick: bool, seed: int, all_types: bool) -> dict:
+def run_one(method: str, out: Path, budget: int, seed: int, setting: dict) -> dict:
     """Train one method until ``budget`` RL env steps (whole iterations), evaluate, return the summary."""
     import torch
 
@@ -92,7 +110,7 @@ def run_one(method: str, out: Path, budget: int, quick: bool, seed: int, all_typ
             if self.env_steps_total >= budget:
                 self.config.iterations = self.step + 1
 
-    kwargs = {**settings(method, quick, all_types), "seed": seed, "output_dir": str(out / method)}
+    kwargs = {**settings(method, **setting), "seed": seed, "output_dir": str(out / method)}
     t0 = time.perf_counter()
     trainer = Budgeted(config_cls(**kwargs))
     last = trainer.train()
@@ -139,7 +157,78 @@ def tables(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def plots(results: dict[str, dict], out: Path, img: Path) -> list[Path]:
+def expert_segments(kwargs: dict) -> dict[str, float]:
+    """Segment lengths of the SFT expert in the ``hiper`` format (its labelling rule ``kwargs["sft_segments"]``) on
+    every task of the evaluation split, played to the turn cap; :func:`segment_stats` plus ``turns`` (mean)."""
+    import gymnasium as gym
+
+    import pilot_envs  # noqa: F401  (registers the envs)
+    from trainers.core.evaluation import split_tasks
+    from trainers.core.sft import expert_response
+    from trainers.hiper.steps import TaskStepInfo
+    from trainers.hiper.structure import parse_hiper, segment_lengths, segment_stats
+
+    env = gym.make(kwargs["env"], **kwargs.get("env_kwargs", {}))
+    env = TaskStepInfo(env) if kwargs["sft_segments"] == "task_steps" else env
+    lengths, turns = [], []
+    for task in split_tasks(env, kwargs.get("eval_split") or "valid_unseen", kwargs.get("eval_tasks"), seed=0):
+        obs, info = env.reset(seed=task.seed, options=dict(task.options or {}))
+        carried, starts = None, []
+        for turn in range(kwargs["eval_max_turns"]):
+            if not info.get("expert_action"):
+                break
+            text, written = expert_response("hiper", obs, info, turn_idx=turn, previous=carried)
+            starts.append(turn == 0 or parse_hiper(text).switches)
+            carried = written or carried
+            obs, _, term, trunc, info = env.step(text)
+            if term or trunc:
+                break
+        lengths += segment_lengths(starts)
+        turns.append(len(starts))
+    env.close()
+    return {**segment_stats(lengths), "turns": sum(turns) / max(1, len(turns))}
+
+
+def policy_segments(run: Path) -> dict[str, dict[str, float]]:
+    """Segment lengths of a HiPER run's policy on its evaluation episodes (first eval = after SFT, last = after RL,
+    from ``transcripts/eval-step-*.jsonl``) and on its first and last training iteration's rollouts (temperature 1;
+    ``transcripts/iteration-*.jsonl`` where saved)."""
+    from trainers.hiper.structure import parse_hiper, segment_lengths, segment_stats
+
+    def stats(path: Path) -> dict[str, float]:
+        lengths, turns = [], []
+        for line in path.read_text().splitlines():
+            rec = json.loads(line)
+            starts = [i == 0 or parse_hiper(t["response"]).switches for i, t in enumerate(rec["turns"])]
+            lengths += segment_lengths(starts)
+            turns.append(len(starts))
+        return {**segment_stats(lengths), "turns": sum(turns) / max(1, len(turns))}
+
+    evals = sorted((run / "transcripts").glob("eval-step-*.jsonl"))
+    out = {}
+    if evals:
+        out["policy after SFT (eval)"] = stats(evals[0])
+    if len(evals) > 1:
+        out["policy after RL (eval)"] = stats(evals[-1])
+    return out
+
+
+def segment_table(rows: dict[str, dict[str, float]]) -> str:
+    """Markdown: one row per source of segments (mean, median, share longer than one turn, histogram)."""
+    from trainers.hiper.structure import LENGTH_BUCKETS
+
+    buckets = [b for b, _, _ in LENGTH_BUCKETS]
+    lines = ["| segments of | episodes' mean turns | segments | mean | median | > 1 turn | turns in > 1 | "
+             + " | ".join(f"len {b}" for b in buckets) + " |", "|---|" + "---:|" * (6 + len(buckets))]
+    for name, st in rows.items():
+        lines.append(f"| {name} | {st['turns']:.1f} | {int(st['segments'])} | {st['mean']:.2f} | {st['median']:.1f} | "
+                     f"{100 * st['share_multi']:.0f}% | {100 * st['turn_share_multi']:.0f}% | "
+                     + " | ".join(f"{100 * st[f'share_{b}']:.0f}%" for b in buckets) + " |")
+    return "\n".join(lines)
+
+
+def plots(results: dict[str, dict], out: Path, img: Path, prefix: str = "hiper",
+          segments: dict[str, dict] | None = None) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -165,7 +254,7 @@ def plots(results: dict[str, dict], out: Path, img: Path) -> list[Path]:
     axes[0].set_ylabel("success (%)")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    bars = img / "hiper_success.png"
+    bars = img / f"{prefix}_success.png"
     fig.savefig(bars, dpi=110)
     plt.close(fig)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
@@ -178,10 +267,31 @@ def plots(results: dict[str, dict], out: Path, img: Path) -> list[Path]:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    curves = img / "hiper_curves.png"
+    curves = img / f"{prefix}_curves.png"
     fig.savefig(curves, dpi=110)
     plt.close(fig)
-    return [bars, curves]
+    if not segments:
+        return [bars, curves]
+    from trainers.hiper.structure import LENGTH_BUCKETS
+
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    width = 0.8 / len(segments)
+    for k, (name, st) in enumerate(segments.items()):
+        ax.bar([i + k * width for i in range(len(LENGTH_BUCKETS))],
+               [100 * st[f"share_{b}"] for b, _, _ in LENGTH_BUCKETS], width,
+               label=f"{name}: mean {st['mean']:.2f}")
+    ax.set_xticks([i + width * (len(segments) - 1) / 2 for i in range(len(LENGTH_BUCKETS))])
+    ax.set_xticklabels([b for b, _, _ in LENGTH_BUCKETS])
+    ax.set_xlabel("segment length (turns)", fontsize=8)
+    ax.set_ylabel("share of segments (%)")
+    ax.set_title("HiPER segment lengths (valid_unseen episodes)", fontsize=10)
+    ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    hist = img / f"{prefix}_segments.png"
+    fig.savefig(hist, dpi=110)
+    plt.close(fig)
+    return [bars, curves, hist]
 
 
 def main() -> None:
@@ -192,38 +302,58 @@ def main() -> None:
                    help="RL env-step budget per method (default: the most the GRPO example can use)")
     p.add_argument("--all-types", action="store_true",
                    help="train and evaluate on all six task types (the GRPO example uses four)")
+    p.add_argument("--full-rooms", action="store_true",
+                   help=f"full-size rooms (PilotALFWorld-v0), turn cap {FULL_ROOMS_TURNS}, one eval episode per task")
+    p.add_argument("--sft-segments", default="task_steps", choices=("task_steps", "milestones"),
+                   help="HiPER's SFT subgoals: task steps (default) or every env milestone (the small-room runs)")
+    p.add_argument("--segments-only", action="store_true",
+                   help="only measure the expert's segment lengths (both labelling rules) in this setting")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--parallel", type=int, default=1, help="methods trained at the same time (one process each)")
-    p.add_argument("--out", default="runs/hiper_example")
+    p.add_argument("--out", default=None, help="output folder (default runs/hiper_example, or runs/hiper_full)")
     p.add_argument("--img", default=None, help="plot folder (default: docs/img, or <out> with --quick)")
     p.add_argument("--report", action="store_true", help="only aggregate the result.json files already in --out")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
-    out = Path(a.out)
+    out = Path(a.out or ("runs/hiper_full" if a.full_rooms else "runs/hiper_example"))
+    setting = {"quick": a.quick, "all_types": a.all_types, "full_rooms": a.full_rooms, "sft_segments": a.sft_segments}
     budget = a.env_steps or default_budget(a.quick)
+    if a.segments_only:
+        print(segment_table({rule: expert_segments(settings("hiper", **{**setting, "sft_segments": rule}))
+                             for rule in ("milestones", "task_steps")}))
+        return
     if a.worker == "prepare":  # build the cached tiny model once, before parallel workers would race for it
         config_cls, trainer_cls = _trainer("grpo")
-        trainer_cls(config_cls(**{**settings("grpo", a.quick, a.all_types), "seed": a.seed, "output_dir": str(out / "prepare")}))
+        trainer_cls(config_cls(**{**settings("grpo", **setting), "seed": a.seed, "output_dir": str(out / "prepare")}))
         return
     if a.worker:
-        res = run_one(a.worker, out, budget, a.quick, a.seed, a.all_types)
+        res = run_one(a.worker, out, budget, a.seed, setting)
         (out / a.worker / "result.json").write_text(json.dumps(res, indent=1, default=str))
         return
     methods = [m for m in a.methods.split(",") if m]
     if unknown := set(methods) - set(METHODS):
         p.error(f"unknown methods {sorted(unknown)}")
     out.mkdir(parents=True, exist_ok=True)
-    flags = [*(["--quick"] if a.quick else []), *(["--all-types"] if a.all_types else [])]
+    flags = [*(["--quick"] if a.quick else []), *(["--all-types"] if a.all_types else []),
+             *(["--full-rooms"] if a.full_rooms else []), "--sft-segments", a.sft_segments]
     if not a.report:
         worker = [sys.executable, __file__, "--out", str(out), "--seed", str(a.seed), *flags, "--worker"]
         subprocess.run([*worker, "prepare"], env={**os.environ, **CHILD_ENV}, check=True)
         run_jobs(methods, lambda m: [*worker, m, "--env-steps", str(budget)], out, a.parallel)
     results = {m: json.loads((out / m / "result.json").read_text()) for m in methods}
-    (out / "results.json").write_text(json.dumps(results, indent=1))
     md = tables(results)
+    segments: dict[str, dict] = {}
+    if "hiper" in results:
+        segments = {f"expert ({rule})": expert_segments(settings("hiper", **{**setting, "sft_segments": rule}))
+                    for rule in ("milestones", "task_steps")}
+        segments.update(policy_segments(out / "hiper"))
+        md += "\n\nHiPER segment lengths (turns per segment)\n\n" + segment_table(segments)
+        results["hiper"]["segments"] = segments
+    (out / "results.json").write_text(json.dumps(results, indent=1))
     (out / "results.md").write_text(md + "\n")
     img = Path(a.img) if a.img else (out if a.quick else Path("docs/img"))
-    for path in plots(results, out, img):
+    prefix = "hiper_full" if a.full_rooms else "hiper"
+    for path in plots(results, out, img, prefix, segments):
         print("wrote", path)
     print(md)
 

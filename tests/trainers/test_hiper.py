@@ -8,8 +8,11 @@ from contextlib import nullcontext
 from pathlib import Path
 from types import SimpleNamespace
 
+import gymnasium as gym
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 from transformers import PreTrainedTokenizerFast
 
@@ -18,11 +21,13 @@ from trainers.core.cli import config_from_args
 from trainers.core.policy import Policy
 from trainers.core.registry import ADVANTAGES
 from trainers.core.rollout import TaskSpec, Trajectory, Turn
+from trainers.core.sft import expert_response
 from trainers.core.tiny import DEFAULT_CORPUS, build_tiny, tiny_corpus_from_texts
 from trainers.core.value import ValueModel
 from trainers.hiper import HiPERConfig, HiPERTrainer
 from trainers.hiper.hae import ADV_HIGH, ADV_SWITCH, RET_HIGH, SEG_START, V_HIGH, V_LOW, V_SWITCH, HAEConfig
-from trainers.hiper.structure import Shaping, parse_hiper, segment_starts, shape
+from trainers.hiper.steps import TaskStepInfo, step_ends, task_steps
+from trainers.hiper.structure import Shaping, parse_hiper, segment_lengths, segment_starts, segment_stats, shape
 from trainers.hiper.tokens import turn_layout
 from trainers.hiper.trainer import LOW_INDEX
 
@@ -309,6 +314,98 @@ def test_critic_loss_uses_each_head_on_its_own_turns(policy: Policy) -> None:
     assert torch.equal(heads_after((1.0, 0.0, 0.0), False), heads_after((1.0, 0.0, 0.0), True))
 
 
+# ------------------------------------------------------------------------------ segment lengths, task steps
+def test_segment_lengths_and_stats_by_hand() -> None:
+    assert segment_lengths([True, False, False, True, True, False]) == [3, 1, 2]
+    assert segment_lengths([False, False]) == [2]  # turn 0 starts a segment whatever its flag
+    assert segment_lengths([]) == []
+    st_ = segment_stats([3, 1, 2, 1])
+    assert (st_["segments"], st_["mean"], st_["median"], st_["share_multi"]) == (4, 1.75, 1.5, 0.5)
+    assert st_["turn_share_multi"] == 5 / 7
+    assert (st_["share_1"], st_["share_2"], st_["share_3"], st_["share_4-5"]) == (0.5, 0.25, 0.25, 0.0)
+    assert segment_stats([])["mean"] == 0.0 and segment_stats([12])["share_10+"] == 1.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.booleans(), min_size=1, max_size=30), min_size=1, max_size=8))
+def test_segment_lengths_partition_the_turns(trajs: list[list[bool]]) -> None:
+    lengths = [x for starts in trajs for x in segment_lengths(starts)]
+    assert sum(lengths) == sum(len(t) for t in trajs) and min(lengths) >= 1
+    assert len(lengths) == sum(sum(segment_starts(["SWITCH" if s else "KEEP" for s in t])) for t in trajs)
+    s = segment_stats(lengths)
+    assert s["mean"] == sum(lengths) / len(lengths) and 1 <= s["median"] <= max(lengths)
+    assert math.isclose(sum(v for k, v in s.items() if k.startswith("share_") and k[6].isdigit()), 1.0)
+    assert math.isclose(s["share_multi"], 1.0 - s["share_1"])
+
+
+def test_task_steps_merge_navigation_into_the_next_milestone() -> None:
+    ms = ["find a mug", "take the mug", "go to the sinkbasin", "clean the mug with the sinkbasin",
+          "go to the shelf", "put the mug in the shelf"]
+    assert step_ends(ms) == [1, 3, 5]
+    assert task_steps(ms, [1, 1, 0, 0, 0, 0]) == (["take the mug", "clean the mug with the sinkbasin",
+                                                   "put the mug in the shelf"], [True, False, False])
+    assert step_ends(["look", "go to the lamp"]) == [0, 1]  # a trailing navigation milestone is a step of its own
+    assert step_ends([]) == []
+    with pytest.raises(ValueError, match="done flags"):
+        task_steps(ms, [0])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from(["find a x", "go to the y", "take the x", "put the x in the y", "use the z"]),
+                min_size=1, max_size=10), st.data())
+def test_task_steps_are_the_non_navigation_milestones(ms: list[str], data: st.DataObject) -> None:
+    reached = data.draw(st.integers(0, len(ms)))
+    steps, done = task_steps(ms, [i < reached for i in range(len(ms))])
+    assert steps[-1] == ms[-1] and [s for s in steps[:-1] if s.split()[0] in ("find", "go")] == []
+    assert len(steps) == len([m for m in ms[:-1] if m.split()[0] not in ("find", "go")]) + 1
+    assert done == sorted(done, reverse=True)  # done steps are a prefix
+    assert sum(done) <= reached
+
+
+@pytest.mark.parametrize("env_id", ["PilotALFWorldSmall-v0", "PilotALFWorld-v0"])
+def test_task_step_labels_give_the_expert_multi_turn_segments(env_id: str) -> None:
+    """The SFT expert's SWITCH labels: every milestone (one-turn segments) vs task steps (longer ones), and a
+    task step's subgoal stays fixed inside its segment (no KEEP turn changes it)."""
+    def play(env: gym.Env, seed: int) -> list[tuple[bool, str]]:
+        obs, info = env.reset(seed=seed, options={"split": "valid_unseen", "task_index": seed})
+        carried, out = None, []
+        for turn in range(30):
+            if not info.get("expert_action"):
+                break
+            text, written = expert_response("hiper", obs, info, turn_idx=turn, previous=carried)
+            parsed = parse_hiper(text)
+            out.append((turn == 0 or parsed.switches, parsed.subgoal or ""))
+            carried = written or carried
+            obs, _, term, trunc, info = env.step(text)
+            if term or trunc:
+                assert info["won"]
+                break
+        return out
+
+    base = gym.make(env_id, task_types=("pick_clean_then_place_in_recep",))
+    fine, coarse = [], []
+    for seed in range(12):
+        fine += segment_lengths([s for s, _ in play(base, seed)])
+        turns = play(TaskStepInfo(base), seed)
+        coarse += segment_lengths([s for s, _ in turns])
+        assert [g for s, g in turns if s] == [g for i, (_, g) in enumerate(turns) if i == 0 or g != turns[i - 1][1]]
+        assert [g for s, g in turns if s][-1].startswith("put")
+    assert segment_stats(fine)["mean"] < 1.3 < 2.0 <= segment_stats(coarse)["mean"]
+    assert segment_stats(coarse)["share_multi"] > 0.8
+
+
+def test_hiper_sft_env_labels_task_steps(tmp_path: Path) -> None:
+    cfg = dict(output_dir=str(tmp_path / "run"), model_cache_dir=str(tmp_path / "cache"), tiny_hidden=32,
+               tiny_layers=1, tiny_heads=2, tiny_corpus_episodes=4, tensorboard=False, progress_bar=False)
+    env = HiPERTrainer(HiPERConfig(**cfg)).sft_env()
+    _, info = env.reset(seed=0)
+    assert isinstance(env, TaskStepInfo) and not info["subgoals"][0].startswith(("find", "go"))
+    env = HiPERTrainer(HiPERConfig(**{**cfg, "sft_segments": "milestones", "overwrite": True})).sft_env()
+    assert not isinstance(env, TaskStepInfo) and env.reset(seed=0)[1]["subgoals"][0].startswith("find")
+    with pytest.raises(ValueError, match="sft_segments"):
+        HiPERConfig(sft_segments="turns")
+
+
 # ------------------------------------------------------------------------------------------ end to end
 def test_config_cli_and_validation() -> None:
     cfg = config_from_args(HiPERConfig, ["--keep-penalty", "0.5", "--lam-high", "0.9", "--iterations", "3"])
@@ -330,6 +427,7 @@ def test_smoke_training_run(tmp_path: Path) -> None:
     tr = HiPERTrainer(cfg)
     m = tr.train()
     for key in ("env/success_rate", "eval/success_rate", "hiper/switch_rate", "hiper/segments_per_episode",
+                "hiper/segment_length_median", "hiper/segment_length_share_multi",
                 "losses/value_high", "losses/value_low", "losses/value_switch", "losses/kl", "losses/policy",
                 "value/high_explained_variance", "reward/shaping_keep_penalty", "policy/trained_token_frac"):
         assert key in m and math.isfinite(m[key]), key

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from trainers.hiper.structure import Shaping
 from trainers.ppo.config import PPOConfig
 
-__all__ = ["HiPERConfig"]
+__all__ = ["SFT_SEGMENTS", "HiPERConfig"]
+
+SFT_SEGMENTS = ("task_steps", "milestones")
 
 
 @dataclass
@@ -50,6 +52,10 @@ class HiPERConfig(PPOConfig):
     """Weight of V_L's clipped value loss (every turn)."""
     value_coef_switch: float = 1.0
     """Weight of V_b's clipped value loss (every turn)."""
+    sft_segments: str = "task_steps"
+    """What the SFT expert writes as its subgoal (``SWITCH`` when it changes): ``task_steps`` (a milestone with the
+    navigation milestones before it, ``trainers.hiper.steps``) or ``milestones`` (every env milestone: one-turn
+    segments for an expert that knows where things are)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -64,6 +70,8 @@ class HiPERConfig(PPOConfig):
         for name in ("value_coef_high", "value_coef_low", "value_coef_switch"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.sft_segments not in SFT_SEGMENTS:
+            raise ValueError(f"sft_segments must be one of {SFT_SEGMENTS}, got {self.sft_segments!r}")
         self.shaping()  # validates the shaping magnitudes
 
     def shaping(self) -> Shaping:

@@ -24,10 +24,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from pilot_envs.core.protocol import parse_action
 
-__all__ = ["KEEP", "SWITCH", "HiperTurn", "Shaping", "ShapedTurns", "parse_hiper", "segment_starts", "shape"]
+__all__ = ["KEEP", "LENGTH_BUCKETS", "SWITCH", "HiperTurn", "Shaping", "ShapedTurns", "parse_hiper", "segment_lengths",
+           "segment_starts", "segment_stats", "shape"]
 
 KEEP, SWITCH = "KEEP", "SWITCH"
 
@@ -60,6 +62,37 @@ def parse_hiper(text: str) -> HiperTurn:
 def segment_starts(switches: Sequence[str | None]) -> list[bool]:
     """Per turn of one trajectory: does it start a segment? Turn 0 always; later turns iff ``SWITCH``."""
     return [i == 0 or s == SWITCH for i, s in enumerate(switches)]
+
+
+def segment_lengths(starts: Sequence[bool]) -> list[int]:
+    """Turns per segment of one trajectory, in order, from its segment-start flags (turn 0 always starts one)."""
+    bounds = [i for i, s in enumerate(starts) if s or i == 0] + [len(starts)]
+    return [b - a for a, b in pairwise(bounds)]
+
+
+LENGTH_BUCKETS: tuple[tuple[str, int, int], ...] = (("1", 1, 1), ("2", 2, 2), ("3", 3, 3), ("4-5", 4, 5),
+                                                    ("6-9", 6, 9), ("10+", 10, 1 << 30))
+"""Histogram buckets of :func:`segment_stats`: (label, shortest, longest) segment length in turns."""
+
+
+def segment_stats(lengths: Sequence[int]) -> dict[str, float]:
+    """Summary of segment lengths (turns): ``segments``, ``mean``, ``median``, ``share_multi`` (segments longer
+    than one turn), ``turn_share_multi`` (turns that lie in such segments) and ``share_<bucket>`` for each of
+    :data:`LENGTH_BUCKETS` (shares of segments). All 0 without segments."""
+    n = len(lengths)
+    out: dict[str, float] = {"segments": float(n)}
+    if not n:
+        return {**out, "mean": 0.0, "median": 0.0, "share_multi": 0.0, "turn_share_multi": 0.0,
+                **{f"share_{b}": 0.0 for b, _, _ in LENGTH_BUCKETS}}
+    ordered = sorted(lengths)
+    mid = n // 2
+    out["mean"] = sum(ordered) / n
+    out["median"] = float(ordered[mid]) if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+    out["share_multi"] = sum(x > 1 for x in ordered) / n
+    out["turn_share_multi"] = sum(x for x in ordered if x > 1) / max(1, sum(ordered))
+    for label, lo, hi in LENGTH_BUCKETS:
+        out[f"share_{label}"] = sum(lo <= x <= hi for x in ordered) / n
+    return out
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ A segment starts at turn 0 and at every ``SWITCH`` (:mod:`trainers.hiper.structu
    critic's clipped value loss summed over the three heads (targets R^H = A^H + V_H, R^L = A^L + V_L,
    G^b), each a mean over its own turns.
 
-Everything else (SFT warm start in the ``hiper`` format, evaluation, checkpoints, logging) is the shared loop.
+Everything else (SFT warm start in the ``hiper`` format, evaluation, checkpoints, logging) is the shared loop; the
+SFT expert writes task steps as subgoals (:mod:`trainers.hiper.steps`, ``sft_segments``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import gymnasium as gym
 import torch
 from torch import Tensor
 
@@ -46,7 +48,8 @@ from trainers.hiper.hae import (
     V_SWITCH,
     HAEConfig,
 )
-from trainers.hiper.structure import ShapedTurns, parse_hiper, shape
+from trainers.hiper.steps import TaskStepInfo
+from trainers.hiper.structure import ShapedTurns, parse_hiper, segment_lengths, segment_stats, shape
 from trainers.hiper.tokens import batch_layout
 from trainers.ppo.trainer import PPOTrainer
 
@@ -79,6 +82,12 @@ class HiPERTrainer(PPOTrainer):
     name = "hiper"
     num_value_heads = 3
     config: HiPERConfig
+
+    def sft_env(self) -> gym.Env:
+        """The SFT expert's env; with ``sft_segments="task_steps"`` its milestones read as task steps
+        (:class:`~trainers.hiper.steps.TaskStepInfo`), so the expert keeps a subgoal over a step's navigation."""
+        env = super().sft_env()
+        return TaskStepInfo(env) if self.config.sft_segments == "task_steps" else env
 
     def advantage_config(self) -> HAEConfig:
         cfg = self.config
@@ -252,6 +261,14 @@ class HiPERTrainer(PPOTrainer):
         segments = float(starts.sum())
         m["hiper/segments_per_episode"] = segments / n_traj
         m["hiper/segment_length"] = len(batch) / max(1.0, segments)
+        flags, lengths = starts.tolist(), []
+        at = 0
+        for traj in batch.trajectories:
+            lengths += segment_lengths(flags[at : at + len(traj.turns)])
+            at += len(traj.turns)
+        stats = segment_stats(lengths)
+        for key in ("median", "share_multi", "turn_share_multi"):
+            m[f"hiper/segment_length_{key}"] = stats[key]
         m["hiper/switch_rate"] = float(starts[later].float().mean()) if bool(later.any()) else 0.0
         m["hiper/switch_missing_rate"] = float(ex[SWITCH_MISSING].float().mean())
         keep = later & ~starts
