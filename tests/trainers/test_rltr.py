@@ -8,9 +8,13 @@ import io
 import math
 from pathlib import Path
 
+import gymnasium as gym
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from pilot_envs.core.protocol import parse_action
 from pilot_envs.multiagent.planner_env import PlannerEnv
 from pilot_envs.replay import env_header, replay_file
 from trainers.core.logger import save_transcripts
@@ -68,3 +72,90 @@ def test_one_iteration_trains_only_the_planners_tokens_on_completeness(tmp_path:
     metrics = trainer.train()
     assert math.isfinite(metrics["losses/policy"]) and "eval/return" in metrics and "eval/plan_score" in metrics
     assert any(not torch.equal(p, before[n]) for n, p in trainer.policy.model.named_parameters())
+
+
+# ------------------------------------------------------------------ the comparison's plan language and step unit
+@settings(max_examples=8, deadline=None)
+@given(task_index=st.integers(0, 3552))
+def test_the_located_plan_source_writes_the_oracle_planners_plan(task_index: int) -> None:
+    """An AdaPlan expert's first turn with ``plan_source="located"`` declares the very plan the planner env's oracle
+    writes (the milestones, each find step naming where the object is): both arms of the comparison start from one
+    plan language. The default source stays the bare milestones."""
+    opts = {"split": "train", "task_index": task_index}
+    env = gym.make("PilotALFWorld-v0", max_episode_steps=20, plan_mode="agent")
+    obs, info = env.reset(seed=0, options=opts)
+    located, _ = expert_response("adaplan", obs, info, turn_idx=0, previous=None, plan_source="located")
+    plain, _ = expert_response("adaplan", obs, info, turn_idx=0, previous=None)
+    planner = PlannerEnv("PilotALFWorld-v0", step_cap=20)
+    _, pinfo = planner.reset(seed=0, options=opts)
+    assert parse_action(located).plan == parse_action(pinfo["expert_action"]).plan
+    assert parse_action(plain).plan == tuple(info["subgoals"])
+    assert parse_action(located).command == parse_action(plain).command  # the same first action
+    obs, _, _, _, info = env.step(located)
+    assert info["plan_score"] == 1.0 and all(info["plan_coverage"])  # places do not hurt the plan's match
+
+
+def test_plan_source_reaches_the_sft_samples_and_is_checked() -> None:
+    from trainers.core.rollout import TaskSpec
+    from trainers.core.sft import PLAN_SOURCES, expert_samples
+
+    assert set(PLAN_SOURCES) == {"milestones", "located"}
+    env = gym.make("PilotALFWorld-v0", max_episode_steps=20, plan_mode="agent")
+    obs, info = env.reset(seed=0, options={"split": "train", "task_index": 2})
+    with pytest.raises(ValueError, match="plan_source"):
+        expert_response("adaplan", obs, info, turn_idx=0, previous=None, plan_source="oracle")
+
+    class Render:  # records the samples' targets only: a stand-in tokenizer
+        class policy:
+            eos_token_ids = (0,)
+            tokenizer = None
+
+            @staticmethod
+            def encode(texts):
+                return [[1] for _ in texts]
+
+        class agent:
+            prompt_format = "adaplan"
+
+        def __call__(self, obs, history, carried):
+            return [1]
+
+    task = [TaskSpec(0, {"split": "train", "task_index": 2})]
+    by_source = {src: expert_samples(env, task, Render(), plan_source=src, max_turns=3) for src in PLAN_SOURCES}
+    first = {src: parse_action(s[0].response_text).plan for src, s in by_source.items()}
+    assert first["milestones"] == tuple(info["subgoals"])
+    assert any(": check " in step for step in first["located"])
+    assert all("<plan>" not in s.response_text for s in by_source["located"][1:])  # later turns act on it
+
+
+@pytest.mark.parametrize("plan", ["oracle", "<plan>Step 1: find a mug: check drawer 1</plan>", "garbage"])
+def test_world_steps_of_a_planner_turn_are_the_wrapped_envs_steps(plan: str) -> None:
+    """The comparison's step unit: a planner turn counts 1 + the follower's steps, which is exactly how many steps the
+    wrapped env (its TimeLimit) played; an AdaPlan agent's turn is one such step."""
+    env = PlannerEnv("PilotALFWorld-v0", step_cap=20)
+    _, info = env.reset(seed=0, options={"split": "valid_unseen", "task_index": 5})
+    counted, done = 0, False
+    while not done:
+        _, _, term, trunc, info = env.step(info["expert_action"] if plan == "oracle" else plan)
+        counted += 1 + info["executor_steps"]
+        done = term or trunc
+    limit = env.pe.inner
+    while not hasattr(limit, "_elapsed_steps"):
+        limit = limit.env
+    assert counted == limit._elapsed_steps and counted <= 20
+
+
+def test_rltr_counts_world_steps_and_logs_completeness(tmp_path: Path) -> None:
+    from trainers.core.trainer import UpdateStats
+    from trainers.rltr.trainer import COMPLETENESS, WORLD_STEPS, world_steps
+
+    trainer = RLTRTrainer(_cfg(tmp_path, sft_episodes=0))
+    trajs, stats = trainer.collect(trainer.sample_tasks())
+    batch = trainer.make_batch(trajs)
+    batch.rewards = trainer.score(batch)
+    m = trainer.metrics(batch, stats, UpdateStats())
+    turns = [t for traj in trajs for t in traj.turns]
+    assert m["env/planner_turns"] == len(turns) == stats.env_steps
+    assert m["env/steps"] == world_steps(trajs) == sum(t.extras[WORLD_STEPS] for t in turns)
+    assert all(1 <= t.extras[WORLD_STEPS] <= 20 for t in turns)
+    assert m["env/completeness"] == pytest.approx(sum(t.turns[-1].extras[COMPLETENESS] for t in trajs) / len(trajs))

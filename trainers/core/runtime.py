@@ -203,6 +203,11 @@ class RuntimeMixin:
         """The env the expert plays for the SFT warm start (PilotRL wraps it to mix plan modes)."""
         return self.env_fn()
 
+    def sft_plan_source(self) -> str:
+        """The expert's first-turn plan in the SFT warm start (a name of ``trainers.core.sft.PLAN_SOURCES``; a method
+        with a plan-language option overrides it)."""
+        return "milestones"
+
     def warm_start(self) -> dict[str, float]:
         """SFT on ``sft_episodes`` expert episodes (split across processes); returns metrics."""
         cfg = self.config
@@ -215,7 +220,8 @@ class RuntimeMixin:
             tasks = [TaskSpec(200_000 + cfg.seed * 100_003 + i, opts) for i in mine]
             samples = expert_samples(env, tasks, self.build_renderer(self.policy), think=cfg.sft_think,
                                      max_turns=cfg.max_turns, noise=cfg.sft_noise,
-                                     rng=np.random.default_rng([cfg.seed, self.rank, 2]))
+                                     rng=np.random.default_rng([cfg.seed, self.rank, 2]),
+                                     plan_source=self.sft_plan_source())
         finally:
             env.close()
         count = self.global_sum(float(len(samples)))

@@ -8,9 +8,10 @@ convention) and the response an expert would write in the chosen format
 - ``action``: the oracle's next command;
 - ``think``: the milestone being worked on (``"subgoal"``, e.g. ``find a mug``), the format's default
   sentence (``"default"``) or nothing (``"none"``);
-- ``plan`` (formats with a plan field, e.g. ``adaplan``): the oracle plan at turn 0 whenever the prompt
-  shows no plan (``obs["plan"]`` from ``plan_mode="oracle"``, else the task's milestones
-  ``info["subgoals"]``); with ``plan_mode="agent"`` the env then shows that declared plan in later prompts;
+- ``plan`` (formats with a plan field, e.g. ``adaplan``): the expert's plan at turn 0 whenever the prompt
+  shows no plan, from the plan source the caller names (:data:`PLAN_SOURCES`: ``milestones``, the task's
+  milestones ``info["subgoals"]``; ``located``, those milestones with each find step naming where the expert
+  finds the object); with ``plan_mode="agent"`` the env then shows that declared plan in later prompts;
 - ``subgoal`` (formats with that part): the current milestone; a format may add parts of its own through
   its ``expert`` hook (``trainers/hiper/prompt.py``: ``SWITCH`` when the milestone changed, else ``KEEP``).
 
@@ -38,9 +39,27 @@ from trainers.core.policy import Policy
 from trainers.core.prompts import get_format, render_expert_response
 from trainers.core.rollout import PromptRenderer, TaskSpec
 
-__all__ = ["SFTSample", "THINK_MODES", "current_milestone", "end_of_turn_id", "expert_corpus", "expert_response", "expert_samples", "sft_train"]
+__all__ = ["PLAN_SOURCES", "SFTSample", "THINK_MODES", "current_milestone", "end_of_turn_id", "expert_corpus", "expert_response", "expert_samples", "sft_train"]
 
 THINK_MODES = ("subgoal", "default", "none")
+
+
+def _milestones(info: dict[str, Any]) -> list[str]:
+    return [str(s) for s in info.get("subgoals", ()) or ()]
+
+
+def _located(info: dict[str, Any]) -> list[str]:
+    from pilot_envs.alfworld.plans import located_plan
+
+    return list(located_plan(_milestones(info), [str(c) for c in info.get("expert_plan", ()) or ()]))
+
+
+PLAN_SOURCES: dict[str, Callable[[dict[str, Any]], list[str]]] = {"milestones": _milestones, "located": _located}
+"""Where the expert's first-turn plan comes from, by name: a function of the turn-0 info returning the plan's
+steps. ``milestones``: the task's milestones (``info["subgoals"]``). ``located``: the same steps, each find step
+followed by the place where the expert finds the object, ``"find a mug: check cabinet 3"`` (read from the
+expert's commands ``info["expert_plan"]``, ALFWorld's grammar; a milestone whose object is never taken from a
+named place stays as it is): the plan language of the planning setting (docs/planning.md)."""
 
 
 @dataclass(frozen=True)
@@ -68,18 +87,22 @@ def expert_response(
     turn_idx: int,
     previous: str | None,
     think: str = "subgoal",
+    plan_source: str = "milestones",
 ) -> tuple[str, str | None]:
     """``(response text, carried value)`` an expert writes for this turn (see the module docstring);
-    ``previous`` is the value the format carried so far (None for formats that carry nothing)."""
+    ``previous`` is the value the format carried so far (None for formats that carry nothing); ``plan_source``
+    names the first-turn plan (:data:`PLAN_SOURCES`)."""
     if think not in THINK_MODES:
         raise ValueError(f"think must be one of {THINK_MODES}, got {think!r}")
+    if plan_source not in PLAN_SOURCES:
+        raise ValueError(f"plan_source must be one of {sorted(PLAN_SOURCES)}, got {plan_source!r}")
     action = str(info["expert_action"])
     milestone = current_milestone(info)
     plan = None
     f = get_format(fmt)
     shown = [str(s) for s in obs.get("plan", ()) or ()]
     if "plan" in f.fields and turn_idx == 0 and not shown:
-        plan = [str(s) for s in info.get("subgoals", ()) or ()] or None
+        plan = PLAN_SOURCES[plan_source](info) or None
     think_text = {"subgoal": milestone, "default": None, "none": ""}[think]
     parts: dict[str, str | None] = {"subgoal": milestone}
     if f.expert is not None:
@@ -107,6 +130,7 @@ def expert_samples(
     max_turns: int = 50,
     noise: float = 0.0,
     rng: np.random.Generator | None = None,
+    plan_source: str = "milestones",
 ) -> list[SFTSample]:
     """Play the expert on each task with ``env`` and return one :class:`SFTSample` per expert turn.
 
@@ -117,6 +141,7 @@ def expert_samples(
     random admissible command instead of the expert's answer (that step is a mistake, recorded as history
     but not as a target); the expert labels every state it reaches, so the data also shows how to recover
     from mistakes (e.g. leaving a receptacle that does not hold the object). ``rng`` draws the mistakes.
+    ``plan_source``: the expert's first-turn plan in formats with a plan part (:data:`PLAN_SOURCES`).
     """
     if not 0.0 <= noise < 1.0:
         raise ValueError(f"noise must be in [0, 1), got {noise}")
@@ -133,7 +158,8 @@ def expert_samples(
             if not info.get("expert_action"):
                 break
             prompt = render(obs, history, carried)
-            text, written = expert_response(fmt, obs, info, turn_idx=turn_idx, previous=carried, think=think)
+            text, written = expert_response(fmt, obs, info, turn_idx=turn_idx, previous=carried, think=think,
+                                            plan_source=plan_source)
             response = policy.encode([text])[0] + eos
             out.append(SFTSample(prompt, response, text, str(info.get("task_type", ""))))
             observation = str(obs.get("text", ""))
