@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import pilot_envs  # noqa: F401
+from pilot_envs.core.task import Subgoal, plan_coverage
 from trainers.core.checkpoint import latest_checkpoint
 from trainers.core.cli import config_from_args, config_table, field_docs, main
 from trainers.core.logger import read_metrics
@@ -24,7 +25,13 @@ from trainers.core.trainer import RLBatch
 from trainers.pilotrl import PilotRLConfig, PilotRLTrainer, env_judge, load_judge
 from trainers.pilotrl.collect import PLANNER_STOPS, PilotCollector, PlannerExecutor
 from trainers.pilotrl.judge import safe_score
-from trainers.pilotrl.rewards import RewardWeights, adaplan_format_ok, plan_quality, trajectory_reward
+from trainers.pilotrl.rewards import (
+    RewardWeights,
+    adaplan_format_ok,
+    plan_completeness,
+    plan_quality,
+    trajectory_reward,
+)
 from trainers.pilotrl.trainer import SFTPlanModes, reward_term_metrics, set_plan_mode, stage_token_weights
 
 OK0 = "<plan>Step 1: find a mug Step 2: take the mug</plan><think>find a mug</think><action>go to shelf 1</action>"
@@ -33,9 +40,10 @@ BAD = "<think>take the mug<action>take mug 1 from shelf 1</action>"
 
 
 def turn(k: int, text: str, *, reward: float = 0.0, shown=(), plan=(), plan_step: int = 0, plan_score: float = 0.0,
-         n_tokens: int = 4, policy_tokens: int | None = None, won: bool = False) -> Turn:
+         n_tokens: int = 4, policy_tokens: int | None = None, won: bool = False, coverage=(), done=()) -> Turn:
     extras = {"task": "put a mug in shelf", "plan_shown": tuple(shown), "plan": tuple(plan),
-              "declared": text.startswith("<plan>"), "num_subgoals": 4}
+              "declared": text.startswith("<plan>"), "num_subgoals": 4, "coverage": tuple(coverage),
+              "done": tuple(done)}
     if policy_tokens is not None:
         extras["policy_tokens"] = policy_tokens
     return Turn(prompt_ids=[1], response_ids=[7] * n_tokens, response_mask=[1] * n_tokens, old_logprobs=[0.0] * n_tokens,
@@ -93,6 +101,53 @@ def test_stage2_and_3_reward_is_outcome_plus_mean_plan_score_plus_format() -> No
     assert parts["format"] == pytest.approx(0.5) and parts["plan"] == pytest.approx(0.25)
 
 
+MUG = [Subgoal("find a mug", "find", ("mug",)), Subgoal("take the mug", "take", ("mug",)),
+       Subgoal("go to the shelf", "go", ("shelf",)), Subgoal("put the mug in the shelf", "put", ("mug", "shelf"))]
+
+
+@pytest.mark.parametrize(("plan", "reached", "expected"), [
+    (PLAN_B, 4, 1.0),  # complete, in order, and the executor reached every milestone
+    (PLAN_B, 2, (4 + 2) / 8),  # complete plan, the executor stopped after taking the mug
+    (PLAN_A, 2, (2 + 2) / 8),  # a plan missing the last two steps
+    (("take the mug", "find a mug", "put the mug in the shelf", "go to the shelf"), 0, 2 / 8),  # wrong order
+    (("look around", *PLAN_B, "dance"), 1, (4 + 1) / 8),  # extra steps cost nothing
+    ((), 0, 0.0),  # no plan
+    (("<<<", "Step: ???"), 1, 1 / 8),  # garbage: covers nothing; the executor still found the mug
+])
+def test_stage2_completeness_reward_on_hand_written_plans(plan, reached, expected) -> None:
+    """``plan_reward="completeness"``: the plan term is (covered + reached) / 2K after the last turn; coverage is the
+    env's (``plan_coverage`` of the plan in effect), reached the milestones whoever acted reached."""
+    coverage = plan_coverage(plan, MUG)
+    done = (True,) * reached + (False,) * (4 - reached)
+    t = traj(turn(0, OK0, reward=0.25, plan=plan, plan_score=0.5, coverage=coverage, done=done[:1] + (False,) * 3),
+             turn(1, OK1, reward=0.5, shown=plan, plan=plan, plan_score=0.5, coverage=coverage, done=done))
+    assert plan_completeness(t) == pytest.approx(expected)
+    for stage in (2, 3):
+        rewards, parts = trajectory_reward(t, stage, W, max_len=64, overlong_buffer=0, plan_reward="completeness")
+        assert parts["plan"] == pytest.approx(expected)
+        assert rewards[-1] == pytest.approx(0.5 + W.plan * expected + W.format * parts["format"])
+    _, parts = trajectory_reward(t, 2, W, max_len=64, overlong_buffer=0)  # the default stays the plan score
+    assert parts["plan"] == pytest.approx(0.5 if plan else 0.0)
+    _, parts = trajectory_reward(t, 1, W, max_len=64, overlong_buffer=0, plan_reward="completeness")
+    assert "plan" not in parts  # stage 1 has no plan term
+    with pytest.raises(ValueError, match="plan_reward"):
+        trajectory_reward(t, 2, W, max_len=64, overlong_buffer=0, plan_reward="judge")
+
+
+def test_the_collector_records_coverage_and_reached_milestones() -> None:
+    """On the real env: a turn's COVERAGE/DONE are the env's plan coverage and reached milestones after the step."""
+    env = gym.make("PilotALFWorld-v0", max_episode_steps=20, plan_mode="agent")
+    _, info = env.reset(seed=0, options={"split": "train", "task_index": 5})
+    collector = PilotCollector.__new__(PilotCollector)
+    head = "<plan>Step 1: " + info["subgoals"][0] + "</plan><think>x</think><action>" + info["expert_action"] + "</action>"
+    result = env.step(head)
+    gen = Generation(response_ids=[1, 2], logprobs=[0.0, 0.0], text=head, finished=True, stop_reason="stop",
+                     entropies=[0.0, 0.0])
+    _, extras = collector.turn_extras({"task": "t", "plan": ()}, gen, result)
+    assert extras["coverage"] == tuple(bool(c) for c in result[4]["plan_coverage"]) == (True,) + (False,) * 3
+    assert extras["done"] == tuple(bool(d) for d in result[4]["subgoals_done"])
+
+
 def test_judge_is_called_once_per_declared_plan_and_clipped() -> None:
     calls = []
 
@@ -146,7 +201,8 @@ def test_config_fields_stages_and_cli() -> None:
     assert (cfg.prompt_format, cfg.kl_coef, cfg.group_size, cfg.clip_lo, cfg.clip_hi) == ("adaplan", 0.0, 16, 0.2, 0.2)
     for bad in (dict(stage1_iterations=-1), dict(stage1_iterations=0, stage2_iterations=0, stage3_iterations=0),
                 dict(plan_mode="oracle"), dict(group_size=1), dict(plan_weight=-1.0),
-                dict(max_new_tokens=32, overlong_buffer=32)):
+                dict(max_new_tokens=32, overlong_buffer=32), dict(plan_reward="judge"),
+                dict(sft_plan_source="oracle")):
         with pytest.raises(ValueError):
             PilotRLConfig(**bad)
     docs = field_docs(PilotRLConfig)

@@ -34,7 +34,7 @@ from pilot_envs.core.protocol import parse_action
 from trainers.core.policy import Generation, Sampler
 from trainers.core.rollout import RolloutCollector
 
-__all__ = ["DECLARED", "NUM_SUBGOALS", "PLAN", "PLANNER_STOPS", "PLAN_SHOWN", "POLICY_TOKENS", "TASK", "PilotCollector",
+__all__ = ["COVERAGE", "DECLARED", "DONE", "NUM_SUBGOALS", "PLAN", "PLANNER_STOPS", "PLAN_SHOWN", "POLICY_TOKENS", "TASK", "PilotCollector",
            "PlanExecGeneration", "PlannerExecutor"]
 
 PLANNER_STOPS: tuple[str, ...] = ("</plan>", "<think>", "<action>")
@@ -113,17 +113,19 @@ class PlannerExecutor:
         return out
 
 
-TASK, PLAN_SHOWN, PLAN, DECLARED, NUM_SUBGOALS, POLICY_TOKENS = (
-    "task", "plan_shown", "plan", "declared", "num_subgoals", "policy_tokens")
+TASK, PLAN_SHOWN, PLAN, DECLARED, NUM_SUBGOALS, POLICY_TOKENS, COVERAGE, DONE = (
+    "task", "plan_shown", "plan", "declared", "num_subgoals", "policy_tokens", "coverage", "done")
 """``Turn.extras`` keys of :class:`PilotCollector`: the goal sentence, the plan shown in the prompt, the plan in
-effect after the step, whether the turn declared a plan, the number of milestones, the policy's own tokens."""
+effect after the step, whether the turn declared a plan, the number of milestones, the policy's own tokens, and
+after the step the milestones the plan in effect covers (``info["plan_coverage"]``) and those reached
+(``info["subgoals_done"]``)."""
 
 
 class PilotCollector(RolloutCollector):
     """The core collector plus the per-turn AdaPlan records PilotRL's rewards and masks read.
 
     Extras recorded on every turn: :data:`TASK`, :data:`PLAN_SHOWN`, :data:`PLAN`, :data:`DECLARED`,
-    :data:`NUM_SUBGOALS`, :data:`POLICY_TOKENS`. With a :class:`PlannerExecutor` as the policy,
+    :data:`NUM_SUBGOALS`, :data:`POLICY_TOKENS`, :data:`COVERAGE`, :data:`DONE`. With a :class:`PlannerExecutor` as the policy,
     ``response_mask`` is 1 on the planner's tokens only.
     """
 
@@ -142,4 +144,6 @@ class PilotCollector(RolloutCollector):
             DECLARED: bool(parse_action(gen.text).plan),
             NUM_SUBGOALS: len(info.get("subgoals", ()) or ()),
             POLICY_TOKENS: sum(mask) if mask is not None else n,
+            COVERAGE: tuple(bool(c) for c in info.get("plan_coverage", ()) or ()),
+            DONE: tuple(bool(d) for d in info.get("subgoals_done", ()) or ()),
         }

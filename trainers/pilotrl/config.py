@@ -74,6 +74,14 @@ class PilotRLConfig(TrainerConfig):
     judge: str = "env"
     """Plan judge: ``env`` (the env-grounded ``info["plan_score"]``) or an import path ``module:function``
     of a callable ``(task, plan_steps, info) -> score in [0, 1]`` (e.g. an LLM judge)."""
+    plan_reward: str = "score"
+    """The plan term of stages 2 and 3: ``score`` (the judge's score of the plans, averaged over the turns) or
+    ``completeness`` (``pilot_envs.core.task.completeness`` at the episode's end: the milestones the plan in effect
+    covers in an executable order and those reached by whoever acted - in stage 2 the frozen stage-1 executor;
+    the judge is then unused)."""
+    sft_plan_source: str = "milestones"
+    """The SFT expert's first-turn plan (``trainers.core.sft.PLAN_SOURCES``): ``milestones`` or ``located`` (each
+    find step names where the object is: the plan language of the planning setting, docs/planning.md)."""
 
     def __post_init__(self) -> None:
         stages = (self.stage1_iterations, self.stage2_iterations, self.stage3_iterations)
@@ -97,6 +105,13 @@ class PilotRLConfig(TrainerConfig):
             raise ValueError(f"sft_oracle_fraction must be in [0, 1], got {self.sft_oracle_fraction}")
         if not self.judge:
             raise ValueError("judge must be 'env' or 'module:function'")
+        from trainers.core.sft import PLAN_SOURCES
+        from trainers.pilotrl.rewards import PLAN_REWARDS
+
+        if self.plan_reward not in PLAN_REWARDS:
+            raise ValueError(f"plan_reward must be one of {PLAN_REWARDS}, got {self.plan_reward!r}")
+        if self.sft_plan_source not in PLAN_SOURCES:
+            raise ValueError(f"sft_plan_source must be one of {sorted(PLAN_SOURCES)}, got {self.sft_plan_source!r}")
 
     def stage_bounds(self) -> tuple[int, int, int]:
         """Iteration index at which stages 1, 2 and 3 end (exclusive)."""

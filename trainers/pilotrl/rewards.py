@@ -9,9 +9,12 @@ One trajectory's reward in stage s (docs/methods.md, "PilotRL"; weights are conf
   progress gained - ``invalid_action_penalty`` per invalid action), exactly the GRPO baseline's reward;
 - ``follow`` (stage 1): plan following, ``plan_step / len(plan)`` of the plan in effect after the last turn
   (the oracle plan: the fraction of its steps achieved in order);
-- ``plan`` (stages 2, 3): the judge's score of the agent's plan, averaged over the turns of the episode: a
-  plan is judged once, on the turn it is declared, and its score counts for every turn it stays in effect
-  (turns before any plan count 0);
+- ``plan`` (stages 2, 3): with ``plan_reward="score"`` (the default) the judge's score of the agent's plan,
+  averaged over the turns of the episode: a plan is judged once, on the turn it is declared, and its score
+  counts for every turn it stays in effect (turns before any plan count 0); with ``plan_reward="completeness"``
+  the completeness after the last turn (:func:`plan_completeness`): the mean over the K milestones of
+  (covered + reached) / 2, covered = the plan in effect names the milestone in an executable order, reached =
+  whoever acted (stage 2: the frozen stage-1 executor) reached it;
 - ``format``: the fraction of turns in AdaPlan form (:func:`adaplan_format_ok`);
 - ``overlong``: DAPO's soft overlong penalty of each response's policy-token length ``L_t``,
   min(-(L - (Lmax - B)) / B, 0) (``trainers.core.losses.overlong_penalty``).
@@ -24,7 +27,8 @@ adds the episode-level terms (follow, plan, format) to the last turn, so the GRP
 What a turn must carry in ``Turn.extras`` (the PilotRL collector records it, keys from
 :mod:`trainers.pilotrl.collect`): ``TASK`` (goal sentence), ``PLAN_SHOWN`` (plan in the prompt the turn
 answered), ``PLAN`` (plan in effect after the step), ``DECLARED`` (the turn wrote a ``<plan>``),
-``NUM_SUBGOALS``; and ``POLICY_TOKENS`` (tokens the policy itself wrote: the planner's part in stage 2) when it
+``NUM_SUBGOALS``, ``COVERAGE`` and ``DONE`` (for the completeness plan reward); and ``POLICY_TOKENS`` (tokens the
+policy itself wrote: the planner's part in stage 2) when it
 differs from the response length.
 """
 
@@ -37,13 +41,17 @@ from typing import Any
 import torch
 
 from pilot_envs.core.protocol import parse_action
+from pilot_envs.core.task import completeness
 from trainers.core.rewards import overlong_penalty
 from trainers.core.rollout import Trajectory, Turn
-from trainers.pilotrl.collect import DECLARED, NUM_SUBGOALS, PLAN, PLAN_SHOWN, POLICY_TOKENS, TASK
+from trainers.pilotrl.collect import COVERAGE, DECLARED, DONE, NUM_SUBGOALS, PLAN, PLAN_SHOWN, POLICY_TOKENS, TASK
 from trainers.pilotrl.judge import PlanJudge, env_judge, safe_score
 
-__all__ = ["STAGE_TERMS", "RewardWeights", "adaplan_format_ok", "judge_info", "plan_follow", "plan_quality",
-           "trajectory_reward"]
+__all__ = ["PLAN_REWARDS", "STAGE_TERMS", "RewardWeights", "adaplan_format_ok", "judge_info", "plan_completeness",
+           "plan_follow", "plan_quality", "trajectory_reward"]
+
+PLAN_REWARDS = ("score", "completeness")
+"""What the ``plan`` term of stages 2 and 3 measures (``PilotRLConfig.plan_reward``)."""
 
 STAGE_TERMS: dict[int, tuple[str, ...]] = {
     1: ("outcome", "follow", "format", "overlong"),
@@ -113,6 +121,16 @@ def plan_quality(traj: Trajectory, judge: PlanJudge = env_judge) -> float:
     return total / len(traj.turns)
 
 
+def plan_completeness(traj: Trajectory) -> float:
+    """Completeness after the last turn (``pilot_envs.core.task.completeness``): the milestones the plan in effect
+    covers in an executable order (:data:`COVERAGE`) and those reached (:data:`DONE`), each half of the score; 0
+    without turns or milestones."""
+    if not traj.turns:
+        return 0.0
+    last = traj.turns[-1].extras
+    return completeness(tuple(last.get(COVERAGE, ())), tuple(last.get(DONE, ())))
+
+
 def _policy_tokens(turn: Turn) -> int:
     return int(turn.extras.get(POLICY_TOKENS, sum(turn.response_mask)))
 
@@ -125,6 +143,7 @@ def trajectory_reward(
     judge: PlanJudge = env_judge,
     max_len: int,
     overlong_buffer: int,
+    plan_reward: str = "score",
 ) -> tuple[list[float], dict[str, float]]:
     """Per-turn rewards of one trajectory in ``stage`` and the unweighted terms (for logging).
 
@@ -135,9 +154,12 @@ def trajectory_reward(
         judge: the plan judge (stages 2, 3).
         max_len: Lmax of the overlong penalty (the response limit, ``max_new_tokens``).
         overlong_buffer: its buffer B (0 disables the penalty).
+        plan_reward: what the plan term measures (:data:`PLAN_REWARDS`): the judge's ``score`` or ``completeness``.
     """
     if stage not in STAGE_TERMS:
         raise ValueError(f"stage must be 1, 2 or 3, got {stage}")
+    if plan_reward not in PLAN_REWARDS:
+        raise ValueError(f"plan_reward must be one of {PLAN_REWARDS}, got {plan_reward!r}")
     terms = STAGE_TERMS[stage]
     turns = traj.turns
     if not turns:
@@ -156,7 +178,7 @@ def trajectory_reward(
     if "follow" in terms:
         parts["follow"] = plan_follow(traj)
     if "plan" in terms:
-        parts["plan"] = plan_quality(traj, judge)
+        parts["plan"] = plan_quality(traj, judge) if plan_reward == "score" else plan_completeness(traj)
     w: Mapping[str, float] = {k: getattr(weights, k) for k in terms}
     rewards = [w["outcome"] * t.reward + w["overlong"] * o for t, o in zip(turns, over, strict=True)]
     rewards[-1] += sum(w[k] * parts[k] for k in terms if k in ("follow", "plan", "format"))

@@ -152,6 +152,10 @@ class PilotRLTrainer(Trainer):
         frac = self.config.sft_oracle_fraction
         return SFTPlanModes(self.env_fn(), frac) if frac > 0 else self.env_fn()
 
+    def sft_plan_source(self) -> str:
+        """The SFT expert's first-turn plan: ``sft_plan_source``."""
+        return self.config.sft_plan_source
+
     @property
     def stage(self) -> int:
         """The stage of the iteration being played (1, 2 or 3)."""
@@ -184,7 +188,7 @@ class PilotRLTrainer(Trainer):
         parts: list[dict[str, float]] = []
         for traj in batch.trajectories:
             r, p = trajectory_reward(traj, self.stage, self.weights, judge=self.judge, max_len=cfg.max_new_tokens,
-                                     overlong_buffer=cfg.overlong_buffer)
+                                     overlong_buffer=cfg.overlong_buffer, plan_reward=cfg.plan_reward)
             rewards.extend(r)
             parts.append(p)
         batch.traj_extras[REWARD_PARTS] = parts
