@@ -15,6 +15,13 @@ local path; nothing is downloaded), on CUDA when available.
 
     python examples/train_pilotrl.py --quick                       # smoke run (a few minutes on CPU)
     nice -n 10 python examples/train_pilotrl.py --img docs/img     # the measured run of docs/trainers/pilotrl.md
+    python examples/train_pilotrl.py --planning ...                # the planning setting (below)
+
+``--planning`` trains where plans decide outcomes (docs/planning.md): full-size rooms (PilotALFWorld-v0) with a
+20-step cap, plans that name where to search (the SFT expert's first-turn plan is the located plan,
+``sft_plan_source="located"``), and PilotRL's plan term the plan's completeness (``plan_reward="completeness"``:
+the milestones the plan covers in an executable order and those the acting policy - in stage 2 the frozen
+stage-1 executor - reached). GRPO gets the same env, format and settings.
 """
 
 from __future__ import annotations
@@ -54,6 +61,11 @@ QUICK: dict[str, Any] = dict(tiny_hidden=32, tiny_corpus_episodes=60, sft_episod
                              tasks_per_iteration=2, group_size=4, num_envs=8, max_turns=6, eval_max_turns=6,
                              eval_tasks=12, eval_samples=1)
 QUICK_STAGES = (1, 2, 1)
+PLANNING: dict[str, Any] = dict(env="PilotALFWorld-v0", env_kwargs={"max_episode_steps": 20}, max_turns=20,
+                                eval_max_turns=20, max_new_tokens=128, sft_plan_source="located")
+"""``--planning``: the setting of docs/planning.md for both methods (a located plan is longer: 128 new tokens)."""
+PLANNING_PILOTRL: dict[str, Any] = dict(plan_reward="completeness")
+"""``--planning``: PilotRL's plan term is the plan's completeness."""
 
 
 def _trainers(budget: int | None = None, marks: tuple[int, ...] = ()):
@@ -73,8 +85,9 @@ def _trainers(budget: int | None = None, marks: tuple[int, ...] = ()):
         def on_step_end(self, batch, metrics) -> None:
             super().on_step_end(batch, metrics)
             self.stage_env_steps = getattr(self, "stage_env_steps", {})
-            if self.step + 1 in self.config.stage_bounds():
-                self.stage_env_steps[self.stage_at(self.step)] = self.env_steps_total
+            if self.step + 1 in self.config.stage_bounds():  # the loop adds this iteration's steps after this hook
+                played = self.env_steps_total + round(metrics["env/steps"])
+                self.stage_env_steps[self.stage_at(self.step)] = played
 
     class BudgetedGRPO(GRPOTrainer):
         marked: list[tuple[int, dict]]
@@ -105,14 +118,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from trainers.pilotrl import PilotRLConfig
 
     out = Path(args.out)
-    common = {**COMMON, **SFT, **(QUICK if args.quick else {}), "model": args.model, "seed": args.seed}
+    common = {**COMMON, **SFT, **(PLANNING if args.planning else {}), **(QUICK if args.quick else {}),
+              "model": args.model, "seed": args.seed, **json.loads(args.set)}
     if args.sft_model:
         common.update(model=args.sft_model, sft_episodes=0)
     if args.model != "tiny":
         common["micro_batch_tokens"] = 4096
     stages = tuple(args.stages) if args.stages else (QUICK_STAGES if args.quick else STAGES)
     PilotRun, _ = _trainers()
-    pcfg = PilotRLConfig(**common, **PILOTRL, stage1_iterations=stages[0], stage2_iterations=stages[1],
+    pilotrl = {**PILOTRL, **(PLANNING_PILOTRL if args.planning else {})}
+    pcfg = PilotRLConfig(**common, **pilotrl, stage1_iterations=stages[0], stage2_iterations=stages[1],
                          stage3_iterations=stages[2], output_dir=str(out / "pilotrl"))
     t0, c0 = time.perf_counter(), time.process_time()
     pilot = PilotRun(pcfg)
@@ -121,7 +136,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     steps = pilot.stage_env_steps
     marks = tuple(steps[k] for k in sorted(steps))
     _, BudgetedGRPO = _trainers(budget=pilot.env_steps_total, marks=marks)
-    gcfg = GRPOConfig(**{**common, "sft_episodes": 0, "iterations": 1_000_000, "output_dir": str(out / "grpo")})
+    gkw = {k: v for k, v in common.items() if k != "sft_plan_source"}  # GRPO starts from PilotRL's SFT weights
+    gcfg = GRPOConfig(**{**gkw, "sft_episodes": 0, "iterations": 1_000_000, "output_dir": str(out / "grpo")})
     t0, c0 = time.perf_counter(), time.process_time()
     grpo = BudgetedGRPO(gcfg)
     grpo.policy.model.load_state_dict(pilot.sft_state)  # the very same SFT weights
@@ -197,6 +213,8 @@ def plot(res: dict[str, Any], out: Path, img: Path) -> Path:
         if pts:
             axes[2].plot(*zip(*pts, strict=True), "o-", markersize=3, label=label)
     axes[2].set_title("PilotRL reward terms (training)", fontsize=10)
+    if res.get("planning"):
+        axes[2].set_title("PilotRL reward terms (training; plan = completeness)", fontsize=10)
     for ax in axes:
         for s in list(p["env_steps"].values())[1:-1]:
             ax.axvline(s, color="grey", lw=0.8, ls=":")
@@ -205,7 +223,7 @@ def plot(res: dict[str, Any], out: Path, img: Path) -> Path:
         ax.legend(fontsize=8)
     fig.tight_layout()
     img.mkdir(parents=True, exist_ok=True)
-    path = img / "pilotrl_curves.png"
+    path = img / ("pilotrl_planning_curves.png" if res.get("planning") else "pilotrl_curves.png")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -219,6 +237,9 @@ def main() -> None:
                     help=f"iterations of stages 1, 2, 3 (default {STAGES}, --quick {QUICK_STAGES})")
     ap.add_argument("--sft-model", default=None,
                     help="start both methods from this saved SFT model (<out>/pilotrl/sft_model) instead of SFT")
+    ap.add_argument("--planning", action="store_true",
+                    help="full-size rooms, 20-step cap, located plans, PilotRL's plan term = completeness")
+    ap.add_argument("--set", default="{}", help="JSON of config overrides for both methods (e.g. eval_samples)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--out", default="runs/pilotrl_example")
@@ -226,6 +247,7 @@ def main() -> None:
     args = ap.parse_args()
     t0, c0 = time.perf_counter(), time.process_time()
     res = run(args)
+    res["planning"] = args.planning
     res["wall_s"], res["cpu_s"] = time.perf_counter() - t0, time.process_time() - c0
     out = Path(args.out)
     md = table(res) + (f"\n\nTotal: {res['wall_s'] / 60:.1f} min wall time, {res['cpu_s'] / 60:.1f} min CPU time "
