@@ -15,11 +15,10 @@ played at temperature 0.4. Each method runs in its own process (its own wall tim
     nice -n 10 python examples/train_hiper.py --parallel 3       # the measured run of docs/trainers/hiper.md
     nice -n 10 python examples/train_hiper.py --all-types        # all six task types (two-object, look too)
     python examples/train_hiper.py --full-rooms --segments-only  # the expert's segment lengths, no training
-    python examples/train_hiper.py --full-rooms --env-steps 6000 --parallel 1   # full-size rooms (see below)
+    python examples/train_hiper.py --full-rooms --env-steps 16000 --parallel 1   # full-size rooms (see below)
 
 ``--full-rooms``: full-size rooms (``PilotALFWorld-v0``, 10-40 receptacles, where the policy has to search for
-an object over several turns), a turn cap of ``FULL_ROOMS_TURNS`` for training and evaluation, one evaluation
-episode per task. HiPER's SFT expert writes task steps as subgoals (``--sft-segments task_steps``, the default;
+an object over several turns) and a turn cap of ``FULL_ROOMS_TURNS`` for training and evaluation. HiPER's SFT expert writes task steps as subgoals (``--sft-segments task_steps``, the default;
 ``milestones`` is the rule of the small-room measurement). The segment lengths of the expert (both rules) and of
 HiPER's policy after SFT and after RL (its evaluation episodes) are tabulated in ``<out>/results.md``.
 
@@ -55,12 +54,11 @@ TYPES = ("pick_and_place_simple", "look_at_obj_in_light", "pick_clean_then_place
 def settings(method: str, quick: bool, all_types: bool, full_rooms: bool = False,
              sft_segments: str = "task_steps") -> dict:
     """The GRPO example's recipe for every method (env, tiny model, SFT warm start, lr, episodes per
-    iteration, evaluation), plus what is specific to each method; ``full_rooms``: full-size rooms, the turn cap
-    ``FULL_ROOMS_TURNS``, one evaluation episode per task."""
+    iteration, evaluation), plus what is specific to each method; ``full_rooms``: full-size rooms and the turn cap
+    ``FULL_ROOMS_TURNS``."""
     recipe = dict(GRPO_RECIPE)
     if full_rooms:
-        recipe.update(env="PilotALFWorld-v0", max_turns=FULL_ROOMS_TURNS, eval_max_turns=FULL_ROOMS_TURNS,
-                      eval_samples=1)
+        recipe.update(env="PilotALFWorld-v0", max_turns=FULL_ROOMS_TURNS, eval_max_turns=FULL_ROOMS_TURNS)
     episodes = recipe["tasks_per_iteration"] * recipe["group_size"]
     shared = {k: v for k, v in recipe.items() if k not in ("output_dir", "iterations", "save_every")}
     shared.update(iterations=100_000, tensorboard=False, progress_bar=False, save_final_model=False)
@@ -274,7 +272,7 @@ def plots(results: dict[str, dict], out: Path, img: Path, prefix: str = "hiper",
         return [bars, curves]
     from trainers.hiper.structure import LENGTH_BUCKETS
 
-    fig, ax = plt.subplots(figsize=(8, 3.4))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 3.6), gridspec_kw={"width_ratios": [3, 2]})
     width = 0.8 / len(segments)
     for k, (name, st) in enumerate(segments.items()):
         ax.bar([i + k * width for i in range(len(LENGTH_BUCKETS))],
@@ -287,6 +285,19 @@ def plots(results: dict[str, dict], out: Path, img: Path, prefix: str = "hiper",
     ax.set_title("HiPER segment lengths (valid_unseen episodes)", fontsize=10)
     ax.legend(fontsize=7)
     ax.grid(axis="y", alpha=0.3)
+    recs = [r for r in read_metrics(out / "hiper" / "metrics.jsonl") if "hiper/segment_length" in r]
+    steps = [r["env/steps_total"] for r in recs]
+    ax2.plot(steps, [r["hiper/segment_length"] for r in recs], label="mean turns per segment")
+    ax2.plot(steps, [r.get("hiper/segment_length_median", float("nan")) for r in recs], "--", label="median")
+    ax2.set_xlabel("env steps", fontsize=8)
+    ax2.set_title("HiPER training rollouts (temperature 1)", fontsize=10)
+    ax3 = ax2.twinx()
+    ax3.plot(steps, [100 * r.get("hiper/segment_length_share_multi", float("nan")) for r in recs], ":", color="C2",
+             label="segments > 1 turn (%, right)")
+    ax3.set_ylim(0, 100)
+    lines = ax2.get_legend_handles_labels()[0] + ax3.get_legend_handles_labels()[0]
+    ax2.legend(lines, [ln.get_label() for ln in lines], fontsize=7)
+    ax2.grid(alpha=0.3)
     fig.tight_layout()
     hist = img / f"{prefix}_segments.png"
     fig.savefig(hist, dpi=110)
@@ -303,7 +314,7 @@ def main() -> None:
     p.add_argument("--all-types", action="store_true",
                    help="train and evaluate on all six task types (the GRPO example uses four)")
     p.add_argument("--full-rooms", action="store_true",
-                   help=f"full-size rooms (PilotALFWorld-v0), turn cap {FULL_ROOMS_TURNS}, one eval episode per task")
+                   help=f"full-size rooms (PilotALFWorld-v0), turn cap {FULL_ROOMS_TURNS}")
     p.add_argument("--sft-segments", default="task_steps", choices=("task_steps", "milestones"),
                    help="HiPER's SFT subgoals: task steps (default) or every env milestone (the small-room runs)")
     p.add_argument("--segments-only", action="store_true",
