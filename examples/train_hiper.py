@@ -52,7 +52,8 @@ TYPES = ("pick_and_place_simple", "look_at_obj_in_light", "pick_clean_then_place
 
 
 def settings(method: str, quick: bool, all_types: bool, full_rooms: bool = False,
-             sft_segments: str = "task_steps", keep_penalty: float | None = None) -> dict:
+             sft_segments: str = "task_steps", keep_penalty: float | None = None,
+             change_penalty: float | None = None) -> dict:
     """The GRPO example's recipe for every method (env, tiny model, SFT warm start, lr, episodes per
     iteration, evaluation), plus what is specific to each method; ``full_rooms``: full-size rooms and the turn cap
     ``FULL_ROOMS_TURNS``."""
@@ -72,7 +73,8 @@ def settings(method: str, quick: bool, all_types: bool, full_rooms: bool = False
                   recipe.get("invalid_action_penalty", 0.1),
                   "instruction": "Answer with <switch>KEEP or SWITCH</switch><subgoal>...</subgoal><action>...</action>.",
                   "sft_segments": sft_segments,
-                  **({} if keep_penalty is None else {"keep_penalty": keep_penalty})},
+                  **({} if keep_penalty is None else {"keep_penalty": keep_penalty}),
+                  **({} if change_penalty is None else {"subgoal_change_penalty": change_penalty})},
     }
     quick_kw = dict(sft_episodes=40, sft_steps=40, sft_warmup_steps=5, max_turns=6, eval_max_turns=6, eval_tasks=12,
                     eval_samples=1, num_envs=16, tiny_corpus_episodes=60)
@@ -320,6 +322,8 @@ def main() -> None:
                    help="HiPER's SFT subgoals: task steps (default) or every env milestone (the small-room runs)")
     p.add_argument("--keep-penalty", type=float, default=None,
                    help="HiPER's KEEP shaping magnitude (default: HiPERConfig's 0.3)")
+    p.add_argument("--change-penalty", type=float, default=None,
+                   help="HiPER's shaping for a KEEP turn that changes the subgoal (default: HiPERConfig's 0.3)")
     p.add_argument("--segments-only", action="store_true",
                    help="only measure the expert's segment lengths (both labelling rules) in this setting")
     p.add_argument("--seed", type=int, default=0)
@@ -331,7 +335,7 @@ def main() -> None:
     a = p.parse_args()
     out = Path(a.out or ("runs/hiper_full" if a.full_rooms else "runs/hiper_example"))
     setting = {"quick": a.quick, "all_types": a.all_types, "full_rooms": a.full_rooms, "sft_segments": a.sft_segments,
-               "keep_penalty": a.keep_penalty}
+               "keep_penalty": a.keep_penalty, "change_penalty": a.change_penalty}
     budget = a.env_steps or default_budget(a.quick)
     if a.segments_only:
         print(segment_table({rule: expert_segments(settings("hiper", **{**setting, "sft_segments": rule}))
@@ -351,7 +355,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     flags = [*(["--quick"] if a.quick else []), *(["--all-types"] if a.all_types else []),
              *(["--full-rooms"] if a.full_rooms else []), "--sft-segments", a.sft_segments,
-             *([] if a.keep_penalty is None else ["--keep-penalty", str(a.keep_penalty)])]
+             *([] if a.keep_penalty is None else ["--keep-penalty", str(a.keep_penalty)]),
+             *([] if a.change_penalty is None else ["--change-penalty", str(a.change_penalty)])]
     if not a.report:
         worker = [sys.executable, __file__, "--out", str(out), "--seed", str(a.seed), *flags, "--worker"]
         subprocess.run([*worker, "prepare"], env={**os.environ, **CHILD_ENV}, check=True)
