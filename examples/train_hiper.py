@@ -192,25 +192,29 @@ def expert_segments(kwargs: dict) -> dict[str, float]:
 
 def policy_segments(run: Path) -> dict[str, dict[str, float]]:
     """Segment lengths of a HiPER run's policy on its evaluation episodes (first eval = after SFT, last = after RL,
-    from ``transcripts/eval-step-*.jsonl``) and on its first and last training iteration's rollouts (temperature 1;
-    ``transcripts/iteration-*.jsonl`` where saved)."""
+    from ``transcripts/eval-step-*.jsonl``): all segments, and only those in which the env executed at least one
+    action (a policy stuck on invalid commands makes segments of its own)."""
     from trainers.hiper.structure import parse_hiper, segment_lengths, segment_stats
 
-    def stats(path: Path) -> dict[str, float]:
+    def stats(path: Path, executed: bool) -> dict[str, float]:
         lengths, turns = [], []
         for line in path.read_text().splitlines():
             rec = json.loads(line)
             starts = [i == 0 or parse_hiper(t["response"]).switches for i, t in enumerate(rec["turns"])]
-            lengths += segment_lengths(starts)
+            at = 0
+            for n in segment_lengths(starts):
+                if not executed or any(t["action_valid"] for t in rec["turns"][at : at + n]):
+                    lengths.append(n)
+                at += n
             turns.append(len(starts))
         return {**segment_stats(lengths), "turns": sum(turns) / max(1, len(turns))}
 
     evals = sorted((run / "transcripts").glob("eval-step-*.jsonl"))
     out = {}
-    if evals:
-        out["policy after SFT (eval)"] = stats(evals[0])
-    if len(evals) > 1:
-        out["policy after RL (eval)"] = stats(evals[-1])
+    for stage, path in (("SFT", evals[0] if evals else None), ("RL", evals[-1] if len(evals) > 1 else None)):
+        if path is not None:
+            out[f"policy after {stage} (eval)"] = stats(path, executed=False)
+            out[f"policy after {stage} (eval), segments with an executed action"] = stats(path, executed=True)
     return out
 
 
