@@ -83,8 +83,12 @@ E2E: dict[str, Any] = dict(
 outcome as reward, the same env and 20-step cap as the planner env; the rest of ``RECIPE`` (model, SFT, lr, groups)."""
 SFT_SHARE = 0.3
 """Fraction of the shared SFT's expert episodes played in the AdaPlan format (the rest as the planner)."""
-COMPARE_SFT = dict(sft_steps=400)
-"""The shared SFT's steps (fewer than RLTR alone: its AdaPlan turns have long prompts; sized for the CPU hour)."""
+COMPARE_SFT = dict(sft_steps=500, num_envs=134)
+"""The shared SFT's steps (sized for the CPU hour: its AdaPlan turns have long prompts), and every valid_unseen task
+in one evaluation wave."""
+PLANNER_REPEAT = 3
+"""Each planner answer appears this many times in the shared SFT data (about half of the samples then: an AdaPlan
+episode gives one sample per turn, a planner episode one)."""
 COMPARE_BUDGET = 4500
 """World steps per arm (about 5 RLTR iterations of 64 plans, 4 GRPO iterations of 64 episodes): sized so that
 three seeds fit in an hour of one shared CPU core."""
@@ -176,12 +180,12 @@ def shared_sft(seed: int, out: Path, quick: bool) -> dict:
     opts = {"split": "train"}
     tasks = [TaskSpec(200_000 + seed * 100_003 + i, opts) for i in range(n)]
     samples = []
-    for trainer, part, kw in ((rltr, tasks[n_ada:], {"think": "default", "max_turns": 1}),
-                              (e2e, tasks[:n_ada], {"think": "subgoal", "max_turns": ecfg.max_turns,
-                                                    "plan_source": "located"})):
+    for trainer, part, kw, repeat in ((rltr, tasks[n_ada:], {"think": "default", "max_turns": 1}, PLANNER_REPEAT),
+                                      (e2e, tasks[:n_ada], {"think": "subgoal", "max_turns": ecfg.max_turns,
+                                                            "plan_source": "located"}, 1)):
         env = trainer.env_fn()
         try:
-            samples += expert_samples(env, part, trainer.build_renderer(trainer.policy), **kw)
+            samples += expert_samples(env, part, trainer.build_renderer(trainer.policy), **kw) * repeat
         finally:
             env.close()
     kinds = {"planner": sum(s.response_text.startswith("<plan>") and "<action>" not in s.response_text for s in samples)}
