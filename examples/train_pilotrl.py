@@ -96,15 +96,17 @@ def _trainers(budget: int | None = None, marks: tuple[int, ...] = ()):
             if step == 0:  # the SFT weights were already evaluated in the PilotRL run
                 return {}
             out = super().evaluate(step)
-            self.marked = [*getattr(self, "marked", []), (self.env_steps_total, self.eval_history[-1]["by_type"])]
+            steps = max(self.env_steps_total, getattr(self, "played", 0))  # incl. an iteration not yet added
+            self.marked = [*getattr(self, "marked", []), (steps, self.eval_history[-1]["by_type"])]
             return out
 
         def on_step_end(self, batch, metrics) -> None:
             super().on_step_end(batch, metrics)
             done = len(getattr(self, "marked", []))
-            if self.env_steps_total >= budget:
+            played = self.played = self.env_steps_total + round(metrics["env/steps"])  # the loop adds them after
+            if played >= budget:
                 self.config.iterations = self.step + 1  # the loop evaluates the last iteration itself
-            elif done < len(marks) - 1 and self.env_steps_total >= marks[done]:
+            elif done < len(marks) - 1 and played >= marks[done]:
                 metrics.update(self.evaluate(self.step + 1))
 
     return PilotRun, BudgetedGRPO
