@@ -297,15 +297,20 @@ def compare(a: argparse.Namespace, out: Path) -> None:
 
         run_jobs(jobs, command, out, a.parallel)
     results = load_compare(out)
-    text = compare_table(results)
+    publish(compare_table(results), lambda path: compare_plot(results, out, path), out, a.write_docs,
+            image="rltr_vs_e2e.png", caption="RLTR vs end-to-end GRPO",
+            marks=(f"<!-- {COMPARE_MARK}:start -->", f"<!-- {COMPARE_MARK}:end -->"))
+
+
+def publish(text: str, draw: Any, out: Path, write_docs: bool, *, image: str, caption: str,
+            marks: tuple[str, str]) -> None:
+    """Print a results table, draw its plot (into docs/img with ``write_docs``, else into ``out``) and, with
+    ``write_docs``, put both between ``marks`` in docs/trainers/rltr.md."""
     print(text)
     root = Path(__file__).resolve().parents[1]
-    img = compare_plot(results, out, (root / "docs" / "img" if a.write_docs else out) / "rltr_vs_e2e.png")
-    print(f"plot: {img}")
-    if a.write_docs:
-        write_marked(root / "docs" / "trainers" / "rltr.md", f"<!-- {COMPARE_MARK}:start -->",
-                     f"<!-- {COMPARE_MARK}:end -->",
-                     f"{text}\n\n![RLTR vs end-to-end GRPO](../img/rltr_vs_e2e.png)")
+    print(f"plot: {draw((root / 'docs' / 'img' if write_docs else out) / image)}")
+    if write_docs:
+        write_marked(root / "docs" / "trainers" / "rltr.md", *marks, f"{text}\n\n![{caption}](../img/{image})")
 
 
 # ------------------------------------------------------------------------------------------- RLTR alone
@@ -375,14 +380,8 @@ def main() -> None:
         base = [sys.executable, __file__, "--out", str(out), "--set", a.set, *(["--quick"] if a.quick else [])]
         run_jobs(jobs, lambda job: [*base, "--worker", job], out, a.parallel)
     results = load(out)
-    text = table(results)
-    print(text)
-    root = Path(__file__).resolve().parents[1]
-    img = plot(results, out, (root / "docs" / "img" if a.write_docs else out) / "rltr_curves.png")
-    print(f"plot: {img}")
-    if a.write_docs:
-        write_marked(root / "docs" / "trainers" / "rltr.md", MARK_START, MARK_END,
-                     f"{text}\n\n![RLTR learning curves](../img/rltr_curves.png)")
+    publish(table(results), lambda path: plot(results, out, path), out, a.write_docs, image="rltr_curves.png",
+            caption="RLTR learning curves", marks=(MARK_START, MARK_END))
 
 
 if __name__ == "__main__":
