@@ -72,3 +72,23 @@ def test_tuple_fields_take_typed_values_from_the_command_line() -> None:
 
     config = config_from_args(GRPOConfig, ["--model", "tiny", "--tree-turns", "2", "5", "8", "--stop-strings", "a", "b"])
     assert config.tree_turns == (2, 5, 8) and config.stop_strings == ("a", "b")
+
+
+@pytest.mark.parametrize("method", METHODS.names())
+def test_an_invalid_value_is_a_usage_error_not_a_traceback(method: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:  # the config's own validation, reported the way argparse reports
+        main([method, "--lr", "-1", "--print-config"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: lr and sft_lr must be > 0" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", None])
+def test_a_bad_config_file_is_a_usage_error(content: str | None, tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "config.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(SystemExit) as exc:
+        main(["grpo", "--config", str(path), "--print-config"])
+    assert exc.value.code == 2
+    assert f"error: --config {path}" in capsys.readouterr().err

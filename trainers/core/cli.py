@@ -124,8 +124,14 @@ def config_from_args(
     path = ns.pop("config")
     show = ns.pop("print_config")
     if path:
-        with open(path, encoding="utf-8") as fh:
-            values.update(json.load(fh))
+        try:
+            with open(path, encoding="utf-8") as fh:
+                loaded = json.load(fh)
+        except (OSError, ValueError) as e:
+            parser.error(f"--config {path}: {e}")
+        if not isinstance(loaded, dict):
+            parser.error(f"--config {path}: a JSON object of config fields is needed, got {type(loaded).__name__}")
+        values.update(loaded)
     values.update(ns)
     known = {f.name for f in fields(config_cls)}
     unknown = sorted(set(values) - known)
@@ -135,7 +141,10 @@ def config_from_args(
     for name, value in values.items():  # JSON and nargs give lists; tuple fields get tuples
         if isinstance(value, list) and typing.get_origin(_unwrap_optional(hints[name])[0]) is tuple:
             values[name] = tuple(value)
-    config = config_cls(**values)
+    try:
+        config = config_cls(**values)
+    except (TypeError, ValueError) as e:  # the config's own validation: a usage error, not a traceback
+        parser.error(str(e))
     if show:
         print(json.dumps(config.__dict__, indent=1, default=str))
         raise SystemExit(0)
