@@ -167,7 +167,7 @@ def expert_segments(kwargs: dict) -> dict[str, float]:
     from trainers.core.evaluation import split_tasks
     from trainers.core.sft import expert_response
     from trainers.hiper.steps import TaskStepInfo
-    from trainers.hiper.structure import parse_hiper, segment_lengths, segment_stats
+    from trainers.hiper.structure import parse_hiper, segment_lengths
 
     env = gym.make(kwargs["env"], **kwargs.get("env_kwargs", {}))
     env = TaskStepInfo(env) if kwargs["sft_segments"] == "task_steps" else env
@@ -187,6 +187,14 @@ def expert_segments(kwargs: dict) -> dict[str, float]:
         lengths += segment_lengths(starts)
         turns.append(len(starts))
     env.close()
+    return episode_segment_stats(lengths, turns)
+
+
+def episode_segment_stats(lengths: list[int], turns: list[int]) -> dict[str, float]:
+    """:func:`~trainers.hiper.structure.segment_stats` of the segment lengths plus ``turns``, the episodes' mean
+    number of turns."""
+    from trainers.hiper.structure import segment_stats
+
     return {**segment_stats(lengths), "turns": sum(turns) / max(1, len(turns))}
 
 
@@ -194,7 +202,7 @@ def policy_segments(run: Path) -> dict[str, dict[str, float]]:
     """Segment lengths of a HiPER run's policy on its evaluation episodes (first eval = after SFT, last = after RL,
     from ``transcripts/eval-step-*.jsonl``): all segments, and only those in which the env executed at least one
     action (a policy stuck on invalid commands makes segments of its own)."""
-    from trainers.hiper.structure import parse_hiper, segment_lengths, segment_stats
+    from trainers.hiper.structure import parse_hiper, segment_lengths
 
     def stats(path: Path, executed: bool) -> dict[str, float]:
         lengths, turns = [], []
@@ -207,7 +215,7 @@ def policy_segments(run: Path) -> dict[str, dict[str, float]]:
                     lengths.append(n)
                 at += n
             turns.append(len(starts))
-        return {**segment_stats(lengths), "turns": sum(turns) / max(1, len(turns))}
+        return episode_segment_stats(lengths, turns)
 
     evals = sorted((run / "transcripts").glob("eval-step-*.jsonl"))
     out = {}

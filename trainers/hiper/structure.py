@@ -22,6 +22,7 @@ Nothing here needs torch or a model; the trainer calls these per trajectory.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -84,14 +85,12 @@ def segment_stats(lengths: Sequence[int]) -> dict[str, float]:
     if not n:
         return {**out, "mean": 0.0, "median": 0.0, "share_multi": 0.0, "turn_share_multi": 0.0,
                 **{f"share_{b}": 0.0 for b, _, _ in LENGTH_BUCKETS}}
-    ordered = sorted(lengths)
-    mid = n // 2
-    out["mean"] = sum(ordered) / n
-    out["median"] = float(ordered[mid]) if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-    out["share_multi"] = sum(x > 1 for x in ordered) / n
-    out["turn_share_multi"] = sum(x for x in ordered if x > 1) / max(1, sum(ordered))
+    out["mean"] = sum(lengths) / n
+    out["median"] = float(statistics.median(lengths))
+    out["share_multi"] = sum(x > 1 for x in lengths) / n
+    out["turn_share_multi"] = sum(x for x in lengths if x > 1) / max(1, sum(lengths))
     for label, lo, hi in LENGTH_BUCKETS:
-        out[f"share_{label}"] = sum(lo <= x <= hi for x in ordered) / n
+        out[f"share_{label}"] = sum(lo <= x <= hi for x in lengths) / n
     return out
 
 
